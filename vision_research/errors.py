@@ -1,0 +1,45 @@
+"""Errors raised for user mistakes: they name the object at fault and suggest what was meant.
+
+The CLI prints these as one clean message (no traceback); library users catch them by type.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class VisionResearchError(Exception):
+    """Base class of every error the framework raises for bad input or configuration."""
+
+
+class ConfigError(VisionResearchError, ValueError):
+    """A configuration value, name or key is wrong (unknown model, unknown option, bad range)."""
+
+
+class DataError(VisionResearchError, ValueError):
+    """Data on disk is missing or malformed; the message names the file and what is wrong."""
+
+
+def close_matches(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
+    """Up to ``n`` entries of ``choices`` that look like ``name`` (case-insensitive), best first."""
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)
+    # Substring hits ("resnet" -> "resnet18") are useful even when the edit distance is large.
+    hits += [c.lower() for c in choices if name.lower() in c.lower() and c.lower() not in hits]
+    return [lowered[h] for h in hits[:n]]
+
+
+def unknown_name_error(kind: str, name: str, choices: Iterable[str], hint: str = "") -> ConfigError:
+    """A ``ConfigError`` for an unknown ``kind`` (model, datamodule, ...) listing close matches."""
+    choices = sorted(choices)
+    matches = close_matches(name, choices)
+    if matches:
+        msg = f"unknown {kind} '{name}'. Did you mean: {', '.join(matches)}?"
+    else:
+        shown = ", ".join(choices[:20]) + (", ..." if len(choices) > 20 else "")
+        msg = f"unknown {kind} '{name}'. Known: {shown}"
+    if hint:
+        msg += f" {hint}"
+    return ConfigError(msg)

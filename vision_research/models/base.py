@@ -1,0 +1,74 @@
+"""The backbone contract every model of the framework honours (see DESIGN.md, "Public contract").
+
+- ``forward(x)`` returns logits; it is ``forward_head(forward_features(x))``.
+- ``forward_features(x)`` returns one feature map per stage, finest first.
+- ``feature_info`` describes those maps: per stage ``num_chs``, ``reduction`` (the product of the strides
+  up to that stage) and ``module`` (the name of the sub-module producing it). Heads read only this.
+- ``reset_classifier(n)`` swaps the classifier for one with ``n`` outputs (transfer learning).
+- ``default_cfg`` holds the input size, normalisation and the names of the first conv and classifier.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def feature_info(num_chs: int, reduction: int, module: str) -> dict[str, Any]:
+    """One stage's entry of ``feature_info``."""
+    return {"num_chs": int(num_chs), "reduction": int(reduction), "module": module}
+
+
+def default_cfg(
+    input_size: tuple[int, int, int],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    num_classes: int,
+    first_conv: str,
+    classifier: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A ``default_cfg`` dict in timm's vocabulary (``input_size`` is C, H, W)."""
+    return {
+        "input_size": tuple(input_size),
+        "mean": tuple(mean),
+        "std": tuple(std),
+        "num_classes": num_classes,
+        "first_conv": first_conv,
+        "classifier": classifier,
+        **extra,
+    }
+
+
+class Backbone(nn.Module, ABC):
+    """Base class of the framework's own models; subclasses define the stages and the head."""
+
+    feature_info: list[dict[str, Any]]
+    default_cfg: dict[str, Any]
+    num_classes: int
+
+    @abstractmethod
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """One feature map per stage, finest first, as ``feature_info`` declares."""
+
+    @abstractmethod
+    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Logits from the stage maps (the classification head reads the last one)."""
+
+    def get_classifier(self) -> nn.Module:
+        return self.get_submodule(self.default_cfg["classifier"])
+
+    @abstractmethod
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a freshly initialised one with ``num_classes`` outputs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,128 @@
+"""Load local checkpoints into a model — never a download.
+
+``load_pretrained(model, path_or_state_dict)`` accepts a raw state dict, a ``.pt``/``.pth``/``.ckpt`` file
+(Lightning checkpoints included) or a ``.safetensors`` file. Keys are aligned across the usual wrappers
+(``module.`` from DDP, ``_orig_mod.`` from torch.compile, ``model.`` from our tasks and the timm adapter).
+The classifier is re-initialised when the class count differs; the first conv is adapted when ``in_chans``
+differs (timm's rule, generalised to any source channel count). Any other shape mismatch means another architecture and
+is an error naming the key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+@dataclass
+class LoadReport:
+    """What ``load_pretrained`` did with each key."""
+
+    mapped: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)  # first conv, other in_chans
+    reinitialised: list[str] = field(default_factory=list)  # classifier, other class count
+    missing: list[str] = field(default_factory=list)  # in the model, not in the checkpoint
+    ignored: list[str] = field(default_factory=list)  # in the checkpoint, not in the model
+
+    def __str__(self) -> str:
+        parts = [f"{len(self.mapped)} mapped"]
+        for label, keys in (
+            ("adapted (in_chans)", self.adapted), ("re-initialised (head)", self.reinitialised),
+            ("missing", self.missing), ("ignored", self.ignored),
+        ):
+            if keys:
+                parts.append(f"{len(keys)} {label}: {', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}")
+        return "; ".join(parts)
+
+
+def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of a state dict given directly or stored in a local file."""
+    if isinstance(source, Mapping):
+        state = dict(source)
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise DataError(f"pretrained weights not found: '{path}' (a local file; nothing is downloaded)")
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state = load_file(str(path))
+            else:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch/safetensors raise several types for a corrupt file
+            raise DataError(f"cannot read weights from '{path}': {err}") from err
+    for container in ("state_dict", "model", "state_dict_ema"):
+        if container in state and isinstance(state[container], Mapping):
+            state = dict(state[container])
+            break
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise DataError(f"no tensors found in the weights given ({type(source).__name__})")
+    return tensors
+
+
+def _strip_wrappers(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix) :], True
+    return key
+
+
+def adapt_first_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """A first-conv kernel [O, I, k, k] for ``in_chans`` inputs: summed over I for one channel, else the I
+    kernels tiled over the new channels and scaled by I / in_chans. For I = 3 this is timm's
+    ``adapt_input_conv``; timm refuses other I (a grey-scale source, say), which this accepts."""
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_chans // weight.shape[1])
+    return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (weight.shape[1] / in_chans)
+
+
+def load_pretrained(model: nn.Module, source: str | Path | Mapping[str, torch.Tensor]) -> LoadReport:
+    """Copy matching weights from ``source`` into ``model`` in place and report what happened."""
+    checkpoint = {_strip_wrappers(k): v for k, v in read_state_dict(source).items()}
+    target = model.state_dict()
+    cfg = getattr(model, "default_cfg", {}) or {}
+    first_conv = _strip_wrappers(cfg.get("first_conv") or "")
+    classifier = _strip_wrappers(cfg.get("classifier") or "")
+    report, new_state = LoadReport(), {}
+    for key, value in target.items():
+        plain = _strip_wrappers(key)
+        if plain not in checkpoint:
+            report.missing.append(key)
+            continue
+        src = checkpoint[plain]
+        if src.shape == value.shape:
+            new_state[key] = src.to(value.dtype)
+            report.mapped.append(key)
+        elif first_conv and plain == f"{first_conv}.weight" and src.shape[0] == value.shape[0]:
+            new_state[key] = adapt_first_conv(src, value.shape[1]).to(value.dtype)
+            report.adapted.append(key)
+        elif classifier and plain.startswith(f"{classifier}."):
+            report.reinitialised.append(key)
+        else:
+            raise ConfigError(
+                f"weights do not fit the model: '{key}' has shape {tuple(value.shape)} in "
+                f"{type(model).__name__} but {tuple(src.shape)} in the checkpoint (another architecture?)"
+            )
+    known = {_strip_wrappers(k) for k in target}
+    report.ignored = sorted(k for k in checkpoint if k not in known)
+    if not report.mapped:
+        raise ConfigError(f"no weight of the checkpoint matches {type(model).__name__}: {report}")
+    model.load_state_dict(new_state, strict=False)
+    log.info("loaded pretrained weights into %s: %s", type(model).__name__, report)
+    return report

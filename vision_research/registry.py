@@ -1,0 +1,69 @@
+"""A name → builder table with helpful errors; models, datamodules and tasks each keep one."""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+from .errors import ConfigError, close_matches, unknown_name_error
+
+T = TypeVar("T", bound=Callable[..., Any])
+
+
+class Registry(Generic[T]):
+    """Builders registered by name; unknown names and unknown options raise ``ConfigError`` with hints."""
+
+    def __init__(self, kind: str, hint: str = "") -> None:
+        self.kind, self.hint = kind, hint
+        self._entries: dict[str, T] = {}
+
+    def register(self, builder: T | None = None, *, name: str | None = None) -> Any:
+        """Decorator: ``@registry.register`` (the builder's ``__name__``) or ``@registry.register(name=...)``."""
+
+        def add(fn: T) -> T:
+            key = name or fn.__name__
+            if key in self._entries and self._entries[key] is not fn:
+                raise ConfigError(f"{self.kind} '{key}' is registered twice ({self._entries[key]} and {fn})")
+            self._entries[key] = fn
+            return fn
+
+        return add(builder) if builder is not None else add
+
+    def names(self, pattern: str = "*") -> list[str]:
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> T:
+        if name not in self._entries:
+            raise unknown_name_error(self.kind, name, self._entries, hint=self.hint)
+        return self._entries[name]
+
+    def options(self, name: str) -> dict[str, Any]:
+        """The keyword options a builder accepts, with their defaults (``inspect.Parameter.empty`` if none)."""
+        return {
+            p.name: p.default
+            for p in inspect.signature(self.get(name)).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+
+    def check_options(self, name: str, options: Mapping[str, Any]) -> None:
+        """Raise a ``ConfigError`` naming each option ``name`` does not accept, with close matches."""
+        allowed = self.options(name)
+        unknown = [k for k in options if k not in allowed]
+        if not unknown:
+            return
+        hints = []
+        for key in unknown:
+            matches = close_matches(key, allowed)
+            hints.append(f"'{key}'" + (f" (did you mean {', '.join(matches)}?)" if matches else ""))
+        raise ConfigError(
+            f"{self.kind} '{name}' has no option {'; '.join(hints)}. Its options: {', '.join(allowed)}"
+        )
+
+    def build(self, name: str, **options: Any) -> Any:
+        self.check_options(name, options)
+        return self.get(name)(**options)

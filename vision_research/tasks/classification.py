@@ -1,0 +1,110 @@
+"""Image classification: any registered backbone (own or ``timm:<name>``) with a softmax cross-entropy loss.
+
+Logs ``train/loss``, ``train/acc1``, ``val/loss``, ``val/acc1``, ``val/acc5`` and the ``test/`` counterparts;
+top-k accuracy comes from torchmetrics (micro-averaged, i.e. the fraction of images whose label is among
+the k best scores). The primary metric, monitored for checkpoints, is ``val/acc1``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..errors import ConfigError
+from ..models import create_model, load_pretrained
+from ..optim import build_optimizer, build_scheduler
+from .registry import register_task
+
+
+@register_task(name="classification")
+class ImageClassifier(L.LightningModule):
+    """Classifier over a backbone given by name, so that ``load_from_checkpoint`` can rebuild it.
+
+    ``optimizer`` / ``scheduler`` are the dicts described in :mod:`vision_research.optim`;
+    ``pretrained`` is a local checkpoint loaded when fitting starts (a different class count gets a new head).
+    """
+
+    monitor = "val/acc1"
+    monitor_mode = "max"
+
+    def __init__(
+        self,
+        model: str = "lenet5",
+        num_classes: int = 10,
+        in_chans: int = 1,
+        model_options: dict[str, Any] | None = None,
+        pretrained: str | None = None,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        label_smoothing: float = 0.0,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"task.label_smoothing must be in [0, 1); got {label_smoothing}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ConfigError(f"{len(class_names)} class names for {num_classes} classes")
+        # The logger gets the whole resolved config at the end of the run, with the final metrics.
+        self.save_hyperparameters(logger=False)
+        self.model = create_model(model, num_classes=num_classes, in_chans=in_chans, **(model_options or {}))
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        accuracy = MetricCollection({
+            "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+        })
+        self.train_metrics = accuracy.clone(prefix="train/")
+        self.val_metrics = accuracy.clone(prefix="val/")
+        self.test_metrics = accuracy.clone(prefix="test/")
+        self._pretrained_loaded = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.pretrained and not self._pretrained_loaded:
+            report = load_pretrained(self.model, Path(self.hparams.pretrained))
+            self.print(f"pretrained weights from {self.hparams.pretrained}: {report}")
+            self._pretrained_loaded = True
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        self.train_metrics["acc1"].update(logits.detach(), labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log("train/acc1", self.train_metrics["acc1"], on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: MetricCollection) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True,
+                 batch_size=len(labels))
+        metrics.update(logits, labels)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        return self(images).softmax(dim=1)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.model, **(self.hparams.optimizer or {}))
+        scheduler_cfg = dict(self.hparams.scheduler or {"name": "none"})
+        scheduler = build_scheduler(
+            optimizer, int(self.trainer.estimated_stepping_batches), int(self.trainer.max_epochs or 0), **scheduler_cfg
+        )
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,130 @@
+"""One training run from a composed config: datamodule → task → Lightning Trainer → run directory.
+
+The run directory receives ``config.yaml`` (the resolved config), the TensorBoard events (scalars, and
+hparams with the final metrics), ``checkpoints/best.ckpt`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    RichProgressBar,
+    TQDMProgressBar,
+)
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from .data import create_datamodule
+from .errors import ConfigError, close_matches
+from .models import count_parameters
+from .tasks import TASKS
+
+MODEL_KEYS = ("name", "pretrained")
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
+    """The task named by ``cfg.task.name`` over the model of ``cfg.model``, sized by the datamodule."""
+    task_options = _plain(cfg.task)
+    name = task_options.pop("name")
+    model_options = _plain(cfg.model)
+    model_name = model_options.pop("name")
+    pretrained = model_options.pop("pretrained", None)
+    sizes = {"num_classes": datamodule.num_classes, "in_chans": datamodule.in_chans}
+    if "class_names" in TASKS.options(name) and getattr(datamodule, "class_names", None):
+        sizes["class_names"] = list(datamodule.class_names)
+    return TASKS.build(
+        name, model=model_name, model_options=model_options, pretrained=pretrained, **sizes, **task_options
+    )
+
+
+def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> list[Callback]:
+    """Checkpoint on the task's primary metric, plus optional early stopping, LR monitor, progress bar."""
+    callbacks_cfg = cfg.callbacks
+    monitor = callbacks_cfg.checkpoint.monitor or task.monitor
+    callbacks: list[Callback] = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=task.monitor_mode,
+            save_top_k=1, save_last=callbacks_cfg.checkpoint.save_last, auto_insert_metric_name=False,
+        )
+    ]
+    if callbacks_cfg.early_stopping.patience is not None:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=task.monitor_mode,
+                                       patience=callbacks_cfg.early_stopping.patience))
+    if callbacks_cfg.lr_monitor and cfg.logger.tensorboard:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    bars = {"rich": RichProgressBar, "tqdm": TQDMProgressBar}
+    if callbacks_cfg.progress_bar not in (*bars, "none"):
+        raise ConfigError(f"callbacks.progress_bar={callbacks_cfg.progress_bar!r}: choose rich, tqdm or none")
+    if callbacks_cfg.progress_bar in bars:
+        callbacks.append(bars[callbacks_cfg.progress_bar]())
+    return callbacks
+
+
+def trainer_options(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg.trainer`` as Trainer keyword arguments, checked against the Trainer's signature."""
+    options = _plain(cfg.trainer)
+    allowed = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
+    for key in options:
+        if key not in allowed:
+            matches = close_matches(key, allowed)
+            hint = f" Did you mean {', '.join('trainer.' + m for m in matches)}?" if matches else ""
+            raise ConfigError(f"unknown config key 'trainer.{key}': not a Lightning Trainer argument.{hint}")
+    return options
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Fit, test the best checkpoint, and write the run directory; returns the final metrics."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    data_options = _plain(cfg.data)
+    datamodule = create_datamodule(data_options.pop("name"), **data_options)
+    datamodule.setup("fit")
+    task = build_task(cfg, datamodule)
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False) \
+        if cfg.logger.tensorboard else False
+    callbacks = build_callbacks(cfg, task, run_dir)
+    trainer = L.Trainer(**trainer_options(cfg), logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
+    trainer.fit(task, datamodule=datamodule)
+
+    checkpoint = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
+    metrics: dict[str, Any] = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))
+    }
+    if checkpoint.best_model_score is not None:
+        metrics[f"best/{checkpoint.monitor}"] = float(checkpoint.best_model_score)
+    if cfg.test_after_fit and trainer.state.status.value == "finished":
+        ckpt = "best" if checkpoint.best_model_path else None
+        for results in trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False):
+            metrics.update({k: float(v) for k, v in results.items()})
+    summary = {
+        "metrics": metrics,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "parameters": count_parameters(task.model),
+        "best_checkpoint": checkpoint.best_model_path or None,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if logger:
+        hp_metrics = {"hp/" + k.replace("/", "_"): v for k, v in metrics.items() if k.startswith(("best/", "test/"))}
+        logger.log_hyperparams(_plain(cfg), metrics=hp_metrics)
+        logger.finalize("success")
+    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    return summary
