@@ -18,8 +18,18 @@ from .errors import ConfigError, VisionResearchError, close_matches
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-dir", "-cd",
-                          "--info", "--experimental-rerun"}
+HYDRA_FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--info",
+    "--experimental-rerun",
+}
 USAGE = """usage: vr <command> [arguments]
 
 commands:
@@ -32,8 +42,10 @@ Run directories go to runs/ (TensorBoard: tensorboard --logdir runs)."""
 
 def config_dir() -> Path:
     if not (CONFIG_DIR / "train.yaml").is_file():
-        raise ConfigError(f"the config tree was not found at {CONFIG_DIR}; install the project from its "
-                          "source folder with `pip install -e .`")
+        raise ConfigError(
+            f"the config tree was not found at {CONFIG_DIR}; install the project from its "
+            "source folder with `pip install -e .`"
+        )
     return CONFIG_DIR
 
 
@@ -63,8 +75,9 @@ def _explain_hydra_error(message: str, base_keys: list[str]) -> str:
         group, option = missing_group.groups()
         matches = close_matches(option, groups[group]) or groups[group]
         return f"unknown {group} '{option}' (configs/{group}/). Did you mean: {', '.join(matches)}?"
-    missing_key = re.search(r"Could not override '([^']+)'", message) or re.search(r"Key '([^']+)' is not in struct",
-                                                                                     message)
+    missing_key = re.search(r"Could not override '([^']+)'", message) or re.search(
+        r"Key '([^']+)' is not in struct", message
+    )
     if missing_key:
         key = missing_key.group(1)
         matches = close_matches(key, base_keys) or close_matches(key.split(".")[-1], base_keys)
@@ -78,7 +91,7 @@ def _flat_keys(node: object, prefix: str = "") -> list[str]:
 
     keys = []
     if isinstance(node, DictConfig):
-        for key in node.keys():
+        for key in node:
             path = f"{prefix}{key}"
             keys.append(path)
             keys.extend(_flat_keys(node._get_node(key), path + "."))
@@ -97,8 +110,12 @@ def validate_overrides(overrides: list[str], config_name: str = "train") -> None
     except HydraException as err:
         raise ConfigError(f"cannot parse the overrides: {str(err).splitlines()[0]}") from None
     # One value per sweep gives the base; then each further value of each sweep on its own.
-    base = [o.get_key_element() + "=" + (next(iter(o.sweep_string_iterator())) if o.is_sweep_override()
-                                         else o.get_value_element_as_str()) for o in parsed]
+    base = [
+        o.get_key_element()
+        + "="
+        + (next(iter(o.sweep_string_iterator())) if o.is_sweep_override() else o.get_value_element_as_str())
+        for o in parsed
+    ]
     variants = [base]
     for i, override in enumerate(parsed):
         if override.is_sweep_override():
@@ -106,13 +123,33 @@ def validate_overrides(overrides: list[str], config_name: str = "train") -> None
                 variants.append([*base[:i], f"{override.get_key_element()}={value}", *base[i + 1 :]])
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        base_keys = _flat_keys(compose(config_name=config_name))
+        defaults = compose(config_name=config_name)
+        base_keys = _flat_keys(defaults)
         for variant in variants:
             try:
-                compose(config_name=config_name, overrides=[o for o in variant if not o.startswith("hydra.")])
+                composed = compose(
+                    config_name=config_name, overrides=[o for o in variant if not o.startswith("hydra.")]
+                )
             except HydraException as err:
                 raise ConfigError(_explain_hydra_error(str(err), base_keys)) from None
+            _check_value_types(parsed, defaults, composed)
     GlobalHydra.instance().clear()
+
+
+def _check_value_types(parsed: list, defaults: object, composed: object) -> None:
+    """A number overridden with something else (``trainer.max_epochs=abc``) is an error."""
+    from omegaconf import OmegaConf
+
+    for override in parsed:
+        key = override.get_key_element().lstrip("+~")
+        default = OmegaConf.select(defaults, key, default=None)
+        value = OmegaConf.select(composed, key, default=None)
+        if isinstance(default, bool) or not isinstance(default, int | float) or value is None:
+            continue
+        wanted = int if isinstance(default, int) else int | float
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            kind = "an integer" if wanted is int else "a number"
+            raise ConfigError(f"{key}={value!r}: expected {kind} (the default is {default!r})")
 
 
 def _run_job(cfg: object) -> dict:
@@ -174,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command not in COMMANDS:
             matches = close_matches(command, COMMANDS)
-            raise ConfigError(f"unknown command '{command}'." + (f" Did you mean: {', '.join(matches)}?" if matches
-                                                                  else f" Commands: {', '.join(COMMANDS)}"))
+            raise ConfigError(
+                f"unknown command '{command}'."
+                + (f" Did you mean: {', '.join(matches)}?" if matches else f" Commands: {', '.join(COMMANDS)}")
+            )
         return COMMANDS[command](rest)
     except VisionResearchError as err:
         print(f"error: {err}", file=sys.stderr)

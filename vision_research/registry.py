@@ -60,9 +60,7 @@ class Registry(Generic[T]):
         for key in unknown:
             matches = close_matches(key, allowed)
             hints.append(f"'{key}'" + (f" (did you mean {', '.join(matches)}?)" if matches else ""))
-        raise ConfigError(
-            f"{self.kind} '{name}' has no option {'; '.join(hints)}. Its options: {', '.join(allowed)}"
-        )
+        raise ConfigError(f"{self.kind} '{name}' has no option {'; '.join(hints)}. Its options: {', '.join(allowed)}")
 
     def build(self, name: str, **options: Any) -> Any:
         self.check_options(name, options)

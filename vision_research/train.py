@@ -6,8 +6,10 @@ hparams with the final metrics), ``checkpoints/best.ckpt`` and ``metrics.json``.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -57,13 +59,19 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
     monitor = callbacks_cfg.checkpoint.monitor or task.monitor
     callbacks: list[Callback] = [
         ModelCheckpoint(
-            dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=task.monitor_mode,
-            save_top_k=1, save_last=callbacks_cfg.checkpoint.save_last, auto_insert_metric_name=False,
+            dirpath=run_dir / "checkpoints",
+            filename="best",
+            monitor=monitor,
+            mode=task.monitor_mode,
+            save_top_k=1,
+            save_last=callbacks_cfg.checkpoint.save_last,
+            auto_insert_metric_name=False,
         )
     ]
     if callbacks_cfg.early_stopping.patience is not None:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=task.monitor_mode,
-                                       patience=callbacks_cfg.early_stopping.patience))
+        callbacks.append(
+            EarlyStopping(monitor=monitor, mode=task.monitor_mode, patience=callbacks_cfg.early_stopping.patience)
+        )
     if callbacks_cfg.lr_monitor and cfg.logger.tensorboard:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     bars = {"rich": RichProgressBar, "tqdm": TQDMProgressBar}
@@ -86,11 +94,23 @@ def trainer_options(cfg: DictConfig) -> dict[str, Any]:
     return options
 
 
+def import_user_modules(modules: list[str]) -> None:
+    """Import the modules named in ``cfg.imports`` (from the current folder too) so they can register."""
+    if modules and "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"imports: cannot import '{module}': {err}") from err
+
+
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Fit, test the best checkpoint, and write the run directory; returns the final metrics."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    import_user_modules(list(cfg.imports))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
@@ -98,8 +118,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     datamodule = create_datamodule(data_options.pop("name"), **data_options)
     datamodule.setup("fit")
     task = build_task(cfg, datamodule)
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False) \
-        if cfg.logger.tensorboard else False
+    logger = (
+        TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
+        if cfg.logger.tensorboard
+        else False
+    )
     callbacks = build_callbacks(cfg, task, run_dir)
     trainer = L.Trainer(**trainer_options(cfg), logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
     trainer.fit(task, datamodule=datamodule)

@@ -44,7 +44,11 @@ def test_lenet5_shapes_32_28_14_10_5_1(name):
         getattr(model, layer).register_forward_hook(lambda m, i, o, layer=layer: sizes.__setitem__(layer, o.shape))
     logits = model(torch.randn(3, 1, 32, 32))
     assert {k: tuple(v[-3:]) for k, v in sizes.items()} == {
-        "c1": (6, 28, 28), "s2": (6, 14, 14), "c3": (16, 10, 10), "s4": (16, 5, 5), "c5": (120, 1, 1),
+        "c1": (6, 28, 28),
+        "s2": (6, 14, 14),
+        "c3": (16, 10, 10),
+        "s4": (16, 5, 5),
+        "c5": (120, 1, 1),
     }
     assert logits.shape == (3, 10)
     features = model.forward_features(torch.randn(2, 1, 32, 32))

@@ -22,8 +22,10 @@ class RandomAffineBatch(torch.nn.Module):
     def __init__(self, degrees: float = 10.0, translate: float = 0.1, scale: float = 0.1) -> None:
         super().__init__()
         if degrees < 0 or not 0 <= translate < 1 or not 0 <= scale < 1:
-            raise ValueError(f"RandomAffineBatch needs degrees >= 0, 0 <= translate < 1, 0 <= scale < 1; got "
-                             f"{degrees}, {translate}, {scale}")
+            raise ValueError(
+                f"RandomAffineBatch needs degrees >= 0, 0 <= translate < 1, 0 <= scale < 1; got "
+                f"{degrees}, {translate}, {scale}"
+            )
         self.degrees, self.translate, self.scale = degrees, translate, scale
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,16 @@ from .registry import register_datamodule
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 # Per-pixel mean / std of the official training sets, on [0, 1] values.
 STATS = {"mnist": ((0.1307,), (0.3081,)), "fashion_mnist": ((0.2860,), (0.3530,))}
@@ -67,8 +76,10 @@ def find_idx_file(root: Path, split: str, kind: str) -> Path:
                 if candidate.is_file():
                     return candidate
     expected = ", ".join(IDX_NAMES[(s, k)][0] + "[.gz]" for s, k in IDX_NAMES)
-    raise DataError(f"{root}: no {split} {kind} IDX file found. Expected the four files {expected} in it "
-                    f"(or in {', '.join(d for d in IDX_SUBDIRS if d)}/). Nothing is downloaded.")
+    raise DataError(
+        f"{root}: no {split} {kind} IDX file found. Expected the four files {expected} in it "
+        f"(or in {', '.join(d for d in IDX_SUBDIRS if d)}/). Nothing is downloaded."
+    )
 
 
 def load_idx_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +104,7 @@ def load_embedded_mnist() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _to_split(images: np.ndarray, labels: np.ndarray, image_size: int) -> Split:
-    x = pad_to(torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1), image_size)
+    x = pad_to(torch.tensor(images).unsqueeze(1), image_size)  # a copy: IDX arrays are read-only views
     return Split(x.contiguous(), torch.from_numpy(labels.astype(np.int64)))
 
 
@@ -121,8 +132,10 @@ class MNISTDataModule(InMemoryClassificationDataModule):
             raise ConfigError(f"{dataset} is not embedded: set data.root to a folder with its IDX files")
         self.root = Path(root).expanduser() if root is not None else None
         if self.root is not None and not self.root.is_dir():
-            raise DataError(f"data.root '{self.root}' is not a folder. Point it to the folder holding "
-                            "train-images-idx3-ubyte[.gz] and the three other MNIST IDX files.")
+            raise DataError(
+                f"data.root '{self.root}' is not a folder. Point it to the folder holding "
+                "train-images-idx3-ubyte[.gz] and the three other MNIST IDX files."
+            )
         self.dataset, self.image_size_px, self.split_seed = dataset, image_size, split_seed
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.class_names = MNIST_CLASSES if dataset == "mnist" else FASHION_MNIST_CLASSES
@@ -174,12 +187,15 @@ class DigitsDataModule(InMemoryClassificationDataModule):
         digits = load_digits()
         images = torch.from_numpy(digits.images).float().unsqueeze(1) / 16.0
         if self.image_size_px != 8:
-            images = torch.nn.functional.interpolate(images, size=self.image_size_px, mode="bilinear",
-                                                     align_corners=False)
+            images = torch.nn.functional.interpolate(
+                images, size=self.image_size_px, mode="bilinear", align_corners=False
+            )
         images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
         labels = digits.target.astype(np.int64)
         parts = stratified_split(labels, (self.val_fraction, self.test_fraction), self.split_seed)
         train = images[parts[0]].float() / 255
         self.mean, self.std = (train.mean().item(),), (train.std().item(),)
-        return {name: Split(images[idx], torch.from_numpy(labels[idx]))
-                for name, idx in zip(("train", "val", "test"), parts, strict=True)}
+        return {
+            name: Split(images[idx], torch.from_numpy(labels[idx]))
+            for name, idx in zip(("train", "val", "test"), parts, strict=True)
+        }

@@ -45,17 +45,19 @@ class TensorImageDataset(Dataset):
         return self.split.images[index], self.split.labels[index]
 
 
-def stratified_split(
-    labels: np.ndarray, fractions: Sequence[float], seed: int
-) -> list[np.ndarray]:
+def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
     """Indices of stratified parts holding ``fractions`` of the whole (rounded); the rest comes first."""
     if any(f <= 0 for f in fractions) or sum(fractions) >= 1:
         raise ConfigError(f"split fractions must be positive and sum to less than 1; got {list(fractions)}")
-    rest, parts = np.arange(len(labels)), []
+    rest, parts, num_classes = np.arange(len(labels)), [], len(np.unique(labels))
     for fraction in fractions:
-        rest, part = train_test_split(
-            rest, test_size=round(fraction * len(labels)), stratify=labels[rest], random_state=seed
-        )
+        size = round(fraction * len(labels))
+        if size < num_classes or len(rest) - size < num_classes:
+            raise ConfigError(
+                f"a stratified split of {fraction} of {len(labels)} images gives {size}, but every part needs at "
+                f"least one image of each of the {num_classes} classes; change the fraction or add data"
+            )
+        rest, part = train_test_split(rest, test_size=size, stratify=labels[rest], random_state=seed)
         parts.append(np.sort(part))
     return [np.sort(rest), *parts]
 

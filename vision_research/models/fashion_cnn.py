@@ -45,14 +45,26 @@ class FashionMNISTCNN(Backbone):
         self.flat_features = 256 * side * side
         self.hidden = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(self.flat_features, 128), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
-            nn.Linear(128, 64), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
+            nn.Linear(self.flat_features, 128),
+            nn.ReLU(inplace=True),
+            nn.Dropout(drop_rate),
+            nn.Linear(128, 64),
+            nn.ReLU(inplace=True),
+            nn.Dropout(drop_rate),
         )
         self.fc = nn.Linear(64, num_classes)
-        self.feature_info = [feature_info(64, 2, "stage1"), feature_info(128, 4, "stage2"), feature_info(256, 8, "stage3")]
+        self.feature_info = [
+            feature_info(64, 2, "stage1"),
+            feature_info(128, 4, "stage2"),
+            feature_info(256, 8, "stage3"),
+        ]
         self.default_cfg = default_cfg(
-            (in_chans, img_size, img_size), FASHION_MNIST_MEAN * in_chans, FASHION_MNIST_STD * in_chans,
-            num_classes, "stage1.0", "fc",
+            (in_chans, img_size, img_size),
+            FASHION_MNIST_MEAN * in_chans,
+            FASHION_MNIST_STD * in_chans,
+            num_classes,
+            "stage1.0",
+            "fc",
         )
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -44,7 +44,7 @@ from .registry import register_model
 LENET5_C3_TABLE: tuple[tuple[int, ...], ...] = (
     *((i, (i + 1) % 6, (i + 2) % 6) for i in range(6)),  # maps 0-5: three contiguous maps
     *((i, (i + 1) % 6, (i + 2) % 6, (i + 3) % 6) for i in range(6)),  # maps 6-11: four contiguous
-    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),  # maps 12-14: four discontinuous
+    *((0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5)),  # maps 12-14: four discontinuous
     (0, 1, 2, 3, 4, 5),  # map 15: all six
 )
 
@@ -142,7 +142,8 @@ class LeNet5(Backbone):
     ) -> None:
         super().__init__()
         for option, value, choices in (
-            ("activation", activation, ACTIVATIONS), ("pooling", pooling, ("trainable", "max", "avg")),
+            ("activation", activation, ACTIVATIONS),
+            ("pooling", pooling, ("trainable", "max", "avg")),
             ("output", output, ("rbf", "linear")),
         ):
             if value not in choices:
@@ -151,7 +152,9 @@ class LeNet5(Backbone):
         act = ACTIVATIONS[activation]
         self.c1 = nn.Sequential(nn.Conv2d(in_chans, 6, 5), act())
         self.s2 = self._subsampling(6, pooling, act)
-        self.c3 = nn.Sequential(ConnectionTableConv2d(6, LENET5_C3_TABLE, 5) if c3_table else nn.Conv2d(6, 16, 5), act())
+        self.c3 = nn.Sequential(
+            ConnectionTableConv2d(6, LENET5_C3_TABLE, 5) if c3_table else nn.Conv2d(6, 16, 5), act()
+        )
         self.s4 = self._subsampling(16, pooling, act)
         self.c5 = nn.Sequential(nn.Conv2d(16, 120, 5), act())
         self.f6 = nn.Sequential(nn.Flatten(), nn.Linear(120, 84), act())
@@ -197,8 +200,12 @@ class LeNet5(Backbone):
 
 @register_model
 def lenet5(
-    num_classes: int = 10, in_chans: int = 1, activation: str = "scaled_tanh", pooling: str = "trainable",
-    c3_table: bool = True, output: str = "rbf",
+    num_classes: int = 10,
+    in_chans: int = 1,
+    activation: str = "scaled_tanh",
+    pooling: str = "trainable",
+    c3_table: bool = True,
+    output: str = "rbf",
 ) -> LeNet5:
     """LeNet-5 as in LeCun et al. 1998: scaled tanh, trainable subsampling, C3 table, RBF output (60,000)."""
     return LeNet5(num_classes, in_chans, activation, pooling, c3_table, output)
@@ -206,8 +213,12 @@ def lenet5(
 
 @register_model
 def lenet5_modern(
-    num_classes: int = 10, in_chans: int = 1, activation: str = "relu", pooling: str = "max",
-    c3_table: bool = False, output: str = "linear",
+    num_classes: int = 10,
+    in_chans: int = 1,
+    activation: str = "relu",
+    pooling: str = "max",
+    c3_table: bool = False,
+    output: str = "linear",
 ) -> LeNet5:
     """LeNet-5 with ReLU, max-pool, a full C3 and a linear softmax head (61,706 parameters)."""
     return LeNet5(num_classes, in_chans, activation, pooling, c3_table, output)

@@ -37,8 +37,10 @@ class LoadReport:
     def __str__(self) -> str:
         parts = [f"{len(self.mapped)} mapped"]
         for label, keys in (
-            ("adapted (in_chans)", self.adapted), ("re-initialised (head)", self.reinitialised),
-            ("missing", self.missing), ("ignored", self.ignored),
+            ("adapted (in_chans)", self.adapted),
+            ("re-initialised (head)", self.reinitialised),
+            ("missing", self.missing),
+            ("ignored", self.ignored),
         ):
             if keys:
                 parts.append(f"{len(keys)} {label}: {', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}")

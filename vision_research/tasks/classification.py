@@ -54,10 +54,12 @@ class ImageClassifier(L.LightningModule):
         self.save_hyperparameters(logger=False)
         self.model = create_model(model, num_classes=num_classes, in_chans=in_chans, **(model_options or {}))
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        accuracy = MetricCollection({
-            "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-            "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
-        })
+        accuracy = MetricCollection(
+            {
+                "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+                "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+            }
+        )
         self.train_metrics = accuracy.clone(prefix="train/")
         self.val_metrics = accuracy.clone(prefix="val/")
         self.test_metrics = accuracy.clone(prefix="test/")
@@ -77,15 +79,14 @@ class ImageClassifier(L.LightningModule):
         logits = self(images)
         loss = self.criterion(logits, labels)
         self.train_metrics["acc1"].update(logits.detach(), labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(labels))
         self.log("train/acc1", self.train_metrics["acc1"], on_step=False, on_epoch=True)
         return loss
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: MetricCollection) -> None:
         images, labels = batch
         logits = self(images)
-        self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True,
-                 batch_size=len(labels))
+        self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True, batch_size=len(labels))
         metrics.update(logits, labels)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
 

@@ -1,0 +1,138 @@
+"""The `vr` command end to end: a run directory with everything in it, a sweep, and clean error messages."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from vision_research.cli import validate_overrides
+from vision_research.errors import ConfigError
+
+FAST = ["debug=fast", "callbacks.progress_bar=none", "trainer.log_every_n_steps=1"]
+
+
+def vr(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "vision_research.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def scalar_tags(run_dir: Path) -> set[str]:
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return set(events.Tags()["scalars"])
+
+
+def test_models_lists_parameter_counts(tmp_path):
+    result = vr("models", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "lenet5_modern" in result.stdout and "61,706" in result.stdout and "60,000" in result.stdout
+
+
+def test_train_writes_a_complete_run_directory(tmp_path):
+    result = vr("train", *FAST, "trainer.max_epochs=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").glob("*/*_lenet5_modern_mnist")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["name"] == "lenet5_modern" and config["run_name"] == "lenet5_modern_mnist"  # resolved
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    assert {"val/acc1", "test/acc1", "test/acc5", "best/val/acc1"} <= set(summary["metrics"])
+    assert summary["parameters"] == 61_706
+    assert {"train/loss", "val/acc1", "val/acc5", "hp/test_acc1"} <= scalar_tags(run_dir)
+
+
+def test_sweep_makes_one_run_per_combination(tmp_path):
+    result = vr("train", "-m", "model=lenet5,lenet5_modern", "seed=1,2", *FAST, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dirs = sorted(p.parent for p in (tmp_path / "runs" / "sweeps").glob("*/*/metrics.json"))
+    assert len(run_dirs) == 4
+    combos = {
+        (
+            yaml.safe_load((p / "config.yaml").read_text())["model"]["name"],
+            yaml.safe_load((p / "config.yaml").read_text())["seed"],
+        )
+        for p in run_dirs
+    }
+    assert combos == {(m, s) for m in ("lenet5", "lenet5_modern") for s in (1, 2)}
+    for run_dir in run_dirs:
+        assert "val/acc1" in scalar_tags(run_dir)
+
+
+USER_MODEL = """
+from torch import nn
+from vision_research.models.base import Backbone, default_cfg, feature_info
+from vision_research.models.registry import register_model
+
+
+class UserNet(Backbone):
+    def __init__(self, num_classes=10, in_chans=1, width=4):
+        super().__init__()
+        self.num_classes = num_classes
+        self.stage = nn.Sequential(nn.Conv2d(in_chans, width, 3, stride=2, padding=1), nn.ReLU())
+        self.fc = nn.Linear(width, num_classes)
+        self.feature_info = [feature_info(width, 2, "stage")]
+        self.default_cfg = default_cfg((in_chans, 32, 32), (0.5,), (0.5,), num_classes, "stage.0", "fc")
+
+    def forward_features(self, x):
+        return [self.stage(x)]
+
+    def forward_head(self, features):
+        return self.fc(features[-1].mean((2, 3)))
+
+    def reset_classifier(self, num_classes):
+        self.fc = nn.Linear(self.fc.in_features, num_classes)
+
+
+@register_model
+def user_net(num_classes=10, in_chans=1, width=4):
+    return UserNet(num_classes, in_chans, width)
+"""
+
+
+def test_a_backbone_in_one_user_file_trains_from_the_cli(tmp_path):
+    (tmp_path / "my_models.py").write_text(USER_MODEL)
+    result = vr("train", "imports=[my_models]", "model.name=user_net", "+model.width=6", *FAST, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (metrics,) = (tmp_path / "runs").glob("*/*/metrics.json")
+    assert json.loads(metrics.read_text())["parameters"] == 6 * 9 + 6 + 6 * 10 + 10
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["train", "model=lenet55"], "unknown model 'lenet55' (configs/model/). Did you mean: lenet5"),
+        (["train", "data=mnsit"], "unknown data 'mnsit' (configs/data/). Did you mean: mnist"),
+        (["train", "trainer.max_epoch=3"], "unknown config key 'trainer.max_epoch'. Did you mean: trainer.max_epochs"),
+        (["train", "-m", "model=lenet5,lenet55"], "unknown model 'lenet55'"),
+        (["train", "model.name=lenet55"], "unknown model 'lenet55'. Did you mean: lenet5"),
+        (["train", "data.name=mnsit"], "unknown datamodule 'mnsit'. Did you mean: mnist"),
+        (["train", "data.root=/no/such/folder"], "data.root '/no/such/folder' is not a folder"),
+        (["train", "imports=[no_such_module]"], "imports: cannot import 'no_such_module'"),
+        (["trian"], "unknown command 'trian'. Did you mean: train"),
+    ],
+)
+def test_user_mistakes_end_in_one_clear_line(tmp_path, args, expected):
+    result = vr(*args, *FAST, cwd=tmp_path) if args[0] == "train" else vr(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_validate_overrides_accepts_good_ones_and_names_bad_values():
+    validate_overrides(["model=lenet5", "trainer.max_epochs=2", "+model.extra=1", "seed=1,2"])
+    with pytest.raises(ConfigError, match="trainer.max_epochs"):
+        validate_overrides(["trainer.max_epochs=abc"])
+    with pytest.raises(ConfigError, match="cannot parse"):
+        validate_overrides(["model=="])
