@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -41,13 +42,17 @@ def test_models_lists_parameter_counts(tmp_path):
 
 
 def test_train_writes_a_complete_run_directory(tmp_path):
-    result = vr("train", *FAST, "trainer.max_epochs=1", cwd=tmp_path)
+    result = vr("train", *FAST, "trainer.max_epochs=2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "runs").glob("*/*_lenet5_modern_mnist")
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["model"]["name"] == "lenet5_modern" and config["run_name"] == "lenet5_modern_mnist"  # resolved
-    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     summary = json.loads((run_dir / "metrics.json").read_text())
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    # last.ckpt holds the final weights (Lightning's save_last would only copy the best one) and is tested.
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == summary["global_step"] == 10
+    assert summary["tested_checkpoint"].endswith("last.ckpt")
     assert {"val/acc1", "test/acc1", "test/acc5", "best/val/acc1"} <= set(summary["metrics"])
     assert summary["parameters"] == 61_706
     assert {"train/loss", "val/acc1", "val/acc5", "hp/test_acc1"} <= scalar_tags(run_dir)
@@ -136,3 +141,19 @@ def test_validate_overrides_accepts_good_ones_and_names_bad_values():
         validate_overrides(["trainer.max_epochs=abc"])
     with pytest.raises(ConfigError, match="cannot parse"):
         validate_overrides(["model=="])
+
+
+def test_weight_ema_callback_is_configurable():
+    from hydra import compose, initialize_config_dir
+
+    from vision_research.cli import config_dir
+    from vision_research.tasks import ImageClassifier
+    from vision_research.train import build_callbacks
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["callbacks.ema_decay=0.99"])
+        bad = compose("train", overrides=["callbacks.ema_decay=1.5"])
+    names = [type(c).__name__ for c in build_callbacks(cfg, ImageClassifier("lenet5_modern"), Path("unused"))]
+    assert names.count("ModelCheckpoint") == 2 and "EMAWeightAveraging" in names
+    with pytest.raises(ConfigError, match="ema_decay"):
+        build_callbacks(bad, ImageClassifier("lenet5_modern"), Path("unused"))

@@ -159,11 +159,16 @@ def _run_job(cfg: object) -> dict:
 
     from .train import train
 
+    run_dir = HydraConfig.get().runtime.output_dir
     try:
-        return train(cfg, HydraConfig.get().runtime.output_dir)
+        summary = train(cfg, run_dir)
     except (VisionResearchError, MisconfigurationException) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    shown = {k: v for k, v in summary["metrics"].items() if k.startswith(("test/", "best/"))}
+    print(f"run: {run_dir} ({summary['seconds']:.1f} s)")
+    print("  " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items())))
+    return summary
 
 
 def cmd_train(args: list[str]) -> int:

@@ -18,6 +18,7 @@ import lightning as L
 from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
+    EMAWeightAveraging,
     LearningRateMonitor,
     ModelCheckpoint,
     RichProgressBar,
@@ -54,7 +55,7 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.Lightnin
 
 
 def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> list[Callback]:
-    """Checkpoint on the task's primary metric, plus optional early stopping, LR monitor, progress bar."""
+    """Checkpoints (best and last), optional early stopping and weight EMA, LR monitor, progress bar."""
     callbacks_cfg = cfg.callbacks
     monitor = callbacks_cfg.checkpoint.monitor or task.monitor
     callbacks: list[Callback] = [
@@ -64,14 +65,20 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
             monitor=monitor,
             mode=task.monitor_mode,
             save_top_k=1,
-            save_last=callbacks_cfg.checkpoint.save_last,
             auto_insert_metric_name=False,
-        )
+        ),
+        # Lightning's save_last only copies a checkpoint when the monitored one improves; an unmonitored
+        # callback keeps the weights of the latest epoch.
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1),
     ]
     if callbacks_cfg.early_stopping.patience is not None:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode=task.monitor_mode, patience=callbacks_cfg.early_stopping.patience)
         )
+    if callbacks_cfg.ema_decay is not None:
+        if not 0.0 < callbacks_cfg.ema_decay < 1.0:
+            raise ConfigError(f"callbacks.ema_decay must be in (0, 1); got {callbacks_cfg.ema_decay}")
+        callbacks.append(EMAWeightAveraging(decay=callbacks_cfg.ema_decay))
     if callbacks_cfg.lr_monitor and cfg.logger.tensorboard:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     bars = {"rich": RichProgressBar, "tqdm": TQDMProgressBar}
@@ -92,6 +99,13 @@ def trainer_options(cfg: DictConfig) -> dict[str, Any]:
             hint = f" Did you mean {', '.join('trainer.' + m for m in matches)}?" if matches else ""
             raise ConfigError(f"unknown config key 'trainer.{key}': not a Lightning Trainer argument.{hint}")
     return options
+
+
+def _checkpoint_to_test(which: str, best: ModelCheckpoint, latest: ModelCheckpoint) -> str | None:
+    """The path of the ``best`` or ``last`` checkpoint (None: the weights in memory, if none was saved)."""
+    if which not in ("best", "last"):
+        raise ConfigError(f"test_checkpoint={which!r}: choose best or last")
+    return (best.best_model_path if which == "best" else latest.best_model_path) or None
 
 
 def import_user_modules(modules: list[str]) -> None:
@@ -124,18 +138,20 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         else False
     )
     callbacks = build_callbacks(cfg, task, run_dir)
-    trainer = L.Trainer(**trainer_options(cfg), logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
+    options = {"enable_progress_bar": cfg.callbacks.progress_bar != "none", **trainer_options(cfg)}
+    trainer = L.Trainer(**options, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
     trainer.fit(task, datamodule=datamodule)
 
-    checkpoint = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
+    checkpoint, latest = (c for c in callbacks if isinstance(c, ModelCheckpoint))
     metrics: dict[str, Any] = {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))
     }
     if checkpoint.best_model_score is not None:
         metrics[f"best/{checkpoint.monitor}"] = float(checkpoint.best_model_score)
+    tested = None
     if cfg.test_after_fit and trainer.state.status.value == "finished":
-        ckpt = "best" if checkpoint.best_model_path else None
-        for results in trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False):
+        tested = _checkpoint_to_test(cfg.test_checkpoint, checkpoint, latest)
+        for results in trainer.test(task, datamodule=datamodule, ckpt_path=tested, verbose=False):
             metrics.update({k: float(v) for k, v in results.items()})
     summary = {
         "metrics": metrics,
@@ -143,6 +159,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "global_step": trainer.global_step,
         "parameters": count_parameters(task.model),
         "best_checkpoint": checkpoint.best_model_path or None,
+        "tested_checkpoint": tested,
         "seconds": round(time.perf_counter() - started, 2),
     }
     if logger:
