@@ -1,11 +1,16 @@
 """Load local checkpoints into a model — never a download.
 
-``load_pretrained(model, path_or_state_dict)`` accepts a raw state dict, a ``.pt``/``.pth``/``.ckpt`` file
+``load_pretrained(model, path_or_state_dict, source_format="native" | "torchvision" | "timm")`` accepts a raw
+state dict, a ``.pt``/``.pth``/``.ckpt`` file
 (Lightning checkpoints included) or a ``.safetensors`` file. Keys are aligned across the usual wrappers
 (``module.`` from DDP, ``_orig_mod.`` from torch.compile, ``model.`` from our tasks and the timm adapter).
 The classifier is re-initialised when the class count differs; the first conv is adapted when ``in_chans``
 differs (timm's rule, generalised to any source channel count). Any other shape mismatch means another architecture and
 is an error naming the key.
+
+A torchvision or timm state dict is matched by name where our modules carry the reference's names, else
+by position (both networks register their tensors in the same order; every shape is checked). A family
+whose order differs defines ``remap_state_dict(state_dict, source) -> state_dict`` on its model class.
 """
 
 from __future__ import annotations
@@ -94,13 +99,53 @@ def adapt_first_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (weight.shape[1] / in_chans)
 
 
-def load_pretrained(model: nn.Module, source: str | Path | Mapping[str, torch.Tensor]) -> LoadReport:
-    """Copy matching weights from ``source`` into ``model`` in place and report what happened."""
+SOURCES = ("native", "torchvision", "timm")
+
+
+def map_by_position(
+    checkpoint: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], classifier: str
+) -> dict[str, torch.Tensor]:
+    """Rename a reference state dict to ``target``'s keys by order: body to body, classifier to classifier."""
+    head = [k for k in target if classifier and _strip_wrappers(k).startswith(f"{classifier}.")]
+    body = [k for k in target if k not in head]
+    source = list(checkpoint.items())
+    if len(source) != len(target):
+        raise ConfigError(
+            f"the reference state dict has {len(source)} tensors, the model {len(target)}: not the same "
+            "architecture (or the family needs a remap_state_dict)"
+        )
+    mapped = {}
+    for ours, (theirs, tensor) in zip(body + head, source, strict=True):
+        if ours in body and tensor.shape != target[ours].shape:
+            raise ConfigError(
+                f"by position, reference '{theirs}' {tuple(tensor.shape)} would load into '{ours}' "
+                f"{tuple(target[ours].shape)}: the layouts differ"
+            )
+        mapped[_strip_wrappers(ours)] = tensor
+    return mapped
+
+
+def load_pretrained(
+    model: nn.Module, source: str | Path | Mapping[str, torch.Tensor], source_format: str = "native"
+) -> LoadReport:
+    """Copy matching weights from ``source`` into ``model`` in place and report what happened.
+
+    ``source_format`` says whose naming the weights follow: ``native`` (this framework's, or a Lightning
+    checkpoint of it), ``torchvision`` or ``timm``.
+    """
+    if source_format not in SOURCES:
+        raise ConfigError(f"source_format={source_format!r}: choose one of {', '.join(SOURCES)}")
     checkpoint = {_strip_wrappers(k): v for k, v in read_state_dict(source).items()}
     target = model.state_dict()
     cfg = getattr(model, "default_cfg", {}) or {}
     first_conv = _strip_wrappers(cfg.get("first_conv") or "")
     classifier = _strip_wrappers(cfg.get("classifier") or "")
+    if source_format != "native":
+        remap = getattr(model, "remap_state_dict", None)
+        if remap is not None:
+            checkpoint = {_strip_wrappers(k): v for k, v in remap(checkpoint, source_format).items()}
+        elif not {_strip_wrappers(k) for k in target} <= set(checkpoint):
+            checkpoint = map_by_position(checkpoint, target, classifier)
     report, new_state = LoadReport(), {}
     for key, value in target.items():
         plain = _strip_wrappers(key)
