@@ -1,12 +1,11 @@
 """Load local checkpoints into a model — never a download.
 
-``load_pretrained(model, path_or_state_dict, source_format="native" | "torchvision" | "timm")`` accepts a raw
-state dict, a ``.pt``/``.pth``/``.ckpt`` file
-(Lightning checkpoints included) or a ``.safetensors`` file. Keys are aligned across the usual wrappers
-(``module.`` from DDP, ``_orig_mod.`` from torch.compile, ``model.`` from our tasks and the timm adapter).
-The classifier is re-initialised when the class count differs; the first conv is adapted when ``in_chans``
-differs (timm's rule, generalised to any source channel count). Any other shape mismatch means another architecture and
-is an error naming the key.
+``load_pretrained(model, path_or_state_dict, source_format="native" | "torchvision" | "timm")`` accepts a
+raw state dict, a ``.pt``/``.pth``/``.ckpt`` file (Lightning checkpoints included) or a ``.safetensors``
+file. Keys are aligned across the usual wrappers (``module.`` from DDP, ``_orig_mod.`` from torch.compile,
+``model.`` from our tasks and the timm adapter). The classifier is re-initialised when the class count
+differs; the first conv is adapted when ``in_chans`` differs (timm's rule, generalised to any source
+channel count). Any other shape mismatch means another architecture and is an error naming the key.
 
 A torchvision or timm state dict is matched by name where our modules carry the reference's names, else
 by position (both networks register their tensors in the same order; every shape is checked). A family
