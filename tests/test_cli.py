@@ -36,9 +36,13 @@ def scalar_tags(run_dir: Path) -> set[str]:
 
 
 def test_models_lists_parameter_counts(tmp_path):
-    result = vr("models", cwd=tmp_path)
+    result = vr("models", "lenet*", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "lenet5_modern" in result.stdout and "61,706" in result.stdout and "60,000" in result.stdout
+    assert "fashion_mnist_cnn" not in result.stdout  # the pattern filters
+    # LeNet-5 modern on 32×32, multiply-adds: C1 28²·6·25 + C3 10²·16·150 + C5 120·400 + F6 120·84 + out 84·10
+    macs = 28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 120 * 400 + 120 * 84 + 84 * 10
+    assert f"{2 * macs / 1e9:.2f}" in result.stdout
 
 
 def test_train_writes_a_complete_run_directory(tmp_path):

@@ -35,7 +35,7 @@ USAGE = """usage: vr <command> [arguments]
 commands:
   train     train a model; Hydra overrides follow (vr train model=lenet5_modern trainer.max_epochs=5),
             -m/--multirun sweeps over comma-separated values (vr train -m model=lenet5,lenet5_modern seed=1,2)
-  models    list the registered models with their parameter counts (vr models 'lenet*')
+  models    list the registered models with parameters and GFLOPs (vr models 'lenet*' [--no-flops])
 
 Run directories go to runs/ (TensorBoard: tensorboard --logdir runs)."""
 
@@ -183,23 +183,28 @@ def cmd_train(args: list[str]) -> int:
 
 
 def cmd_models(args: list[str]) -> int:
+    """``vr models [PATTERN] [--no-flops]``: registered models, parameters, GFLOPs at the default input size."""
     from rich.console import Console
     from rich.table import Table
 
+    from .analysis import model_summary
     from .models import count_parameters, create_model, list_models
 
-    pattern = args[0] if args else "*"
+    flops = "--no-flops" not in args
+    patterns = [a for a in args if not a.startswith("--")]
+    pattern = patterns[0] if patterns else "*"
     names = list_models(pattern)
     if not names:
         raise ConfigError(f"no registered model matches '{pattern}'")
-    table = Table(title=f"vision_research models ({len(names)})")
-    for column in ("model", "parameters", "input", "stages (channels @ reduction)"):
-        table.add_column(column, justify="right" if column == "parameters" else "left")
+    table = Table(title=f"vision_research models ({len(names)})", caption="GFLOPs: 2 × multiply-adds, one image")
+    for column in ("model", "parameters", "input", "GFLOPs", "stages (channels @ reduction)"):
+        table.add_column(column, justify="right" if column in ("parameters", "GFLOPs") else "left")
     for name in names:
         model = create_model(name)
         stages = ", ".join(f"{f['num_chs']}@{f['reduction']}" for f in model.feature_info)
         size = "×".join(str(s) for s in model.default_cfg["input_size"])
-        table.add_row(name, f"{count_parameters(model):,}", size, stages)
+        gflops = f"{model_summary(model).total_flops / 1e9:.2f}" if flops else "-"
+        table.add_row(name, f"{count_parameters(model):,}", size, gflops, stages)
     Console().print(table)
     return 0
 

@@ -92,3 +92,30 @@ def test_bad_hyperparameters_are_config_errors():
         ImageClassifier("lenet5", label_smoothing=1.5)
     with pytest.raises(ConfigError, match="unknown model 'lenet'"):
         ImageClassifier("lenet")
+
+
+class AuxNet(torch.nn.Module):
+    """Two heads: the main one and an auxiliary one, returned as (logits, aux) in training mode only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.main, self.aux = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return (self.main(x), self.aux(x)) if self.training else self.main(x)
+
+
+def test_auxiliary_losses_are_added_with_their_weight_in_training_only():
+    task = ImageClassifier("lenet5_modern", num_classes=3, aux_loss_weight=0.3)
+    task.model = AuxNet()
+    logged = {}
+    task.log_dict = lambda values, **kw: logged.update(values)
+    task.log = lambda name, value, **kw: logged.update({name: value})
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    loss = task.training_step((x, y), 0)
+    ce = torch.nn.functional.cross_entropy
+    expected = ce(task.model.main(x), y) + 0.3 * ce(task.model.aux(x), y)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(logged["train/loss_aux"], ce(task.model.aux(x), y))
+    task.eval()
+    assert isinstance(task(x), torch.Tensor)

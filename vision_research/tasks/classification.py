@@ -1,5 +1,9 @@
 """Image classification: any registered backbone (own or ``timm:<name>``) with a softmax cross-entropy loss.
 
+Models with auxiliary classifiers (GoogLeNet, Szegedy et al. 2015 §5) return ``(logits, *aux_logits)`` in
+training mode; their losses are added with weight ``aux_loss_weight`` (0.3 in the paper) during training
+only, and logged as ``train/loss_main`` and ``train/loss_aux``.
+
 Logs ``train/loss``, ``train/acc1``, ``val/loss``, ``val/acc1``, ``val/acc5`` and the ``test/`` counterparts;
 top-k accuracy comes from torchmetrics (micro-averaged, i.e. the fraction of images whose label is among
 the k best scores). The primary metric, monitored for checkpoints, is ``val/acc1``.
@@ -43,6 +47,7 @@ class ImageClassifier(L.LightningModule):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
+        aux_loss_weight: float = 0.3,
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -76,8 +81,15 @@ class ImageClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        logits = self(images)
-        loss = self.criterion(logits, labels)
+        output = self(images)
+        if isinstance(output, tuple):  # (logits, *aux_logits) from a model with auxiliary classifiers
+            logits, aux_outputs = output[0], output[1:]
+            main_loss = self.criterion(logits, labels)
+            aux_loss = sum(self.criterion(aux, labels) for aux in aux_outputs)
+            loss = main_loss + self.hparams.aux_loss_weight * aux_loss
+            self.log_dict({"train/loss_main": main_loss, "train/loss_aux": aux_loss}, batch_size=len(labels))
+        else:
+            logits, loss = output, self.criterion(output, labels)
         self.train_metrics["acc1"].update(logits.detach(), labels)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(labels))
         self.log("train/acc1", self.train_metrics["acc1"], on_step=False, on_epoch=True)
