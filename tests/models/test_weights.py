@@ -69,3 +69,24 @@ def test_corrupt_file_names_the_file(tmp_path):
 def test_another_architecture_is_a_config_error():
     with pytest.raises(ConfigError, match="c5.0.weight"):
         load_pretrained(create_model("lenet5_modern"), {"c5.0.weight": torch.zeros(7, 16, 5, 5)})
+
+
+def test_reference_weights_map_by_position_when_names_differ():
+    source = create_model("lenet5_modern").eval()
+    foreign = {f"features.{i}": t for i, t in enumerate(source.state_dict().values())}
+    target = create_model("lenet5_modern").eval()
+    report = load_pretrained(target, foreign, source_format="torchvision")
+    assert len(report.mapped) == len(foreign)
+    x = torch.randn(2, 1, 32, 32)
+    torch.testing.assert_close(target(x), source(x))
+
+
+def test_position_mapping_checks_counts_and_shapes():
+    tensors = list(create_model("lenet5_modern").state_dict().values())
+    with pytest.raises(ConfigError, match="9 tensors, the model 10"):
+        load_pretrained(create_model("lenet5_modern"), {f"t{i}": t for i, t in enumerate(tensors[:-1])}, "timm")
+    swapped = tensors[2:4] + tensors[:2] + tensors[4:]
+    with pytest.raises(ConfigError, match="by position.*layouts differ"):
+        load_pretrained(create_model("lenet5_modern"), {f"t{i}": t for i, t in enumerate(swapped)}, "timm")
+    with pytest.raises(ConfigError, match="source_format='keras'"):
+        load_pretrained(create_model("lenet5_modern"), {}, "keras")
