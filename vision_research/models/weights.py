@@ -9,7 +9,8 @@ channel count). Any other shape mismatch means another architecture and is an er
 
 A torchvision or timm state dict is matched by name where our modules carry the reference's names, else
 by position (both networks register their tensors in the same order; every shape is checked). A family
-whose order differs defines ``remap_state_dict(state_dict, source) -> state_dict`` on its model class.
+whose order differs defines ``remap_state_dict(state_dict, source) -> state_dict | None`` on its model
+class (None: this checkpoint needs no special mapping, use the default).
 """
 
 from __future__ import annotations
@@ -141,8 +142,9 @@ def load_pretrained(
     classifier = _strip_wrappers(cfg.get("classifier") or "")
     if source_format != "native":
         remap = getattr(model, "remap_state_dict", None)
-        if remap is not None:
-            checkpoint = {_strip_wrappers(k): v for k, v in remap(checkpoint, source_format).items()}
+        remapped = remap(checkpoint, source_format) if remap is not None else None
+        if remapped is not None:
+            checkpoint = {_strip_wrappers(k): v for k, v in remapped.items()}
         elif not {_strip_wrappers(k) for k in target} <= set(checkpoint):
             checkpoint = map_by_position(checkpoint, target, classifier)
     report, new_state = LoadReport(), {}
