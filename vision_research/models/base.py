@@ -16,6 +16,16 @@ from typing import Any
 import torch
 from torch import nn
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def imagenet_stats(in_chans: int = 3) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """ImageNet mean and std; for a non-RGB input their channel averages, repeated ``in_chans`` times."""
+    if in_chans == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return (sum(IMAGENET_MEAN) / 3,) * in_chans, (sum(IMAGENET_STD) / 3,) * in_chans
+
 
 def feature_info(num_chs: int, reduction: int, module: str) -> dict[str, Any]:
     """One stage's entry of ``feature_info``."""

@@ -44,13 +44,14 @@ class ConvNormAct(nn.Sequential):
         dilation: int = 1,
         act: type[nn.Module] | None = nn.ReLU,
         norm: bool = True,
+        eps: float = 1e-5,
     ) -> None:
         padding = dilation * (kernel_size - 1) // 2 if padding is None else padding
         layers: list[tuple[str, nn.Module]] = [
             ("conv", nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, dilation, groups, bias=not norm))
         ]
         if norm:
-            layers.append(("bn", nn.BatchNorm2d(out_chs)))
+            layers.append(("bn", nn.BatchNorm2d(out_chs, eps=eps)))
         if act is not None:
             layers.append(("act", act(inplace=True) if act in (nn.ReLU, nn.ReLU6, nn.SiLU) else act()))
         super().__init__(OrderedDict(layers))

@@ -67,12 +67,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Backbone, default_cfg, feature_info
+from .base import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, default_cfg, feature_info
 from .layers import DropPath, SEModule, make_divisible
 from .registry import register_model
+from .scaling import scale_depths, scale_widths
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 SHORTCUTS = ("A", "B", "C")
 _TIMM_PREACT_UNIT = re.compile(r"stages\.(\d+)\.blocks\.(\d+)\.(norm|conv|downsample\.conv)(\d?)\.(.+)")
 
@@ -277,8 +276,8 @@ class ResNet(Backbone):
         self.num_classes, self.preact = num_classes, preact
         self.base_depths, self.base_widths = tuple(depths), tuple(widths)
         self.width_mult, self.depth_mult = width_mult, depth_mult
-        self.stage_depths = tuple(math.ceil(round(d * depth_mult, 6)) for d in depths)  # 5 · 2.2 = 11, not 12
-        self.stage_widths = tuple(make_divisible(w * width_mult, 8) for w in widths)
+        self.stage_depths = tuple(scale_depths(depths, depth_mult))
+        self.stage_widths = tuple(scale_widths(widths, width_mult))
         self.stem_width = make_divisible(stem_width * width_mult, 8)
 
         kernel, stride = (3, 1) if cifar else (7, 2)

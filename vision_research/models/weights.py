@@ -140,6 +140,8 @@ def load_pretrained(
     cfg = getattr(model, "default_cfg", {}) or {}
     first_conv = _strip_wrappers(cfg.get("first_conv") or "")
     classifier = _strip_wrappers(cfg.get("classifier") or "")
+    # The main classifier and any auxiliary ones (GoogLeNet) are re-initialised for another class count.
+    heads = tuple(f"{_strip_wrappers(h)}." for h in (classifier, *cfg.get("aux_classifiers", ())) if h)
     if source_format != "native":
         remap = getattr(model, "remap_state_dict", None)
         remapped = remap(checkpoint, source_format) if remap is not None else None
@@ -160,7 +162,7 @@ def load_pretrained(
         elif first_conv and plain == f"{first_conv}.weight" and src.shape[0] == value.shape[0]:
             new_state[key] = adapt_first_conv(src, value.shape[1]).to(value.dtype)
             report.adapted.append(key)
-        elif classifier and plain.startswith(f"{classifier}."):
+        elif heads and plain.startswith(heads):
             report.reinitialised.append(key)
         else:
             raise ConfigError(
