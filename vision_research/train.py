@@ -32,8 +32,6 @@ from .errors import ConfigError, close_matches
 from .models import count_parameters
 from .tasks import TASKS
 
-MODEL_KEYS = ("name", "pretrained")
-
 
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
@@ -46,11 +44,18 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.Lightnin
     model_options = _plain(cfg.model)
     model_name = model_options.pop("name")
     pretrained = model_options.pop("pretrained", None)
+    pretrained_source = model_options.pop("pretrained_source", "native")
     sizes = {"num_classes": datamodule.num_classes, "in_chans": datamodule.in_chans}
     if "class_names" in TASKS.options(name) and getattr(datamodule, "class_names", None):
         sizes["class_names"] = list(datamodule.class_names)
     return TASKS.build(
-        name, model=model_name, model_options=model_options, pretrained=pretrained, **sizes, **task_options
+        name,
+        model=model_name,
+        model_options=model_options,
+        pretrained=pretrained,
+        pretrained_source=pretrained_source,
+        **sizes,
+        **task_options,
     )
 
 

@@ -75,7 +75,7 @@ def test_reference_weights_map_by_position_when_names_differ():
     source = create_model("lenet5_modern").eval()
     foreign = {f"features.{i}": t for i, t in enumerate(source.state_dict().values())}
     target = create_model("lenet5_modern").eval()
-    report = load_pretrained(target, foreign, source_format="torchvision")
+    report = load_pretrained(target, foreign, source="torchvision")
     assert len(report.mapped) == len(foreign)
     x = torch.randn(2, 1, 32, 32)
     torch.testing.assert_close(target(x), source(x))
@@ -88,5 +88,5 @@ def test_position_mapping_checks_counts_and_shapes():
     swapped = tensors[2:4] + tensors[:2] + tensors[4:]
     with pytest.raises(ConfigError, match="by position.*layouts differ"):
         load_pretrained(create_model("lenet5_modern"), {f"t{i}": t for i, t in enumerate(swapped)}, "timm")
-    with pytest.raises(ConfigError, match="source_format='keras'"):
+    with pytest.raises(ConfigError, match="source='keras'"):
         load_pretrained(create_model("lenet5_modern"), {}, "keras")

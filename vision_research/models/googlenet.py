@@ -277,7 +277,6 @@ class GoogLeNet(Backbone):
         return layer.to(self.conv1.conv.weight.device, self.conv1.conv.weight.dtype)
 
 
-
 @register_model
 def googlenet(
     num_classes: int = 1000,

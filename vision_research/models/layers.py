@@ -68,6 +68,8 @@ class LocalResponseNorm(nn.Module):
 
     def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
         super().__init__()
+        if size < 1 or size % 2 == 0:
+            raise ValueError(f"LocalResponseNorm needs an odd window (n/2 maps on each side); got size={size}")
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

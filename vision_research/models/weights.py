@@ -1,7 +1,7 @@
 """Load local checkpoints into a model — never a download.
 
-``load_pretrained(model, path_or_state_dict, source_format="native" | "torchvision" | "timm")`` accepts a
-raw state dict, a ``.pt``/``.pth``/``.ckpt`` file (Lightning checkpoints included) or a ``.safetensors``
+``load_pretrained(model, path_or_state_dict, source="native" | "torchvision" | "timm")`` accepts a raw
+state dict, a ``.pt``/``.pth``/``.ckpt`` file (Lightning checkpoints included) or a ``.safetensors``
 file. Keys are aligned across the usual wrappers (``module.`` from DDP, ``_orig_mod.`` from torch.compile,
 ``model.`` from our tasks and the timm adapter). The classifier is re-initialised when the class count
 differs; the first conv is adapted when ``in_chans`` differs (timm's rule, generalised to any source
@@ -126,25 +126,25 @@ def map_by_position(
 
 
 def load_pretrained(
-    model: nn.Module, source: str | Path | Mapping[str, torch.Tensor], source_format: str = "native"
+    model: nn.Module, path_or_state_dict: str | Path | Mapping[str, torch.Tensor], source: str = "native"
 ) -> LoadReport:
-    """Copy matching weights from ``source`` into ``model`` in place and report what happened.
+    """Copy matching weights from a local file or state dict into ``model`` in place and report what happened.
 
-    ``source_format`` says whose naming the weights follow: ``native`` (this framework's, or a Lightning
-    checkpoint of it), ``torchvision`` or ``timm``.
+    ``source`` says whose layout the weights follow: ``native`` (this framework's, or a Lightning checkpoint
+    of it), ``torchvision`` or ``timm``.
     """
-    if source_format not in SOURCES:
-        raise ConfigError(f"source_format={source_format!r}: choose one of {', '.join(SOURCES)}")
-    checkpoint = {_strip_wrappers(k): v for k, v in read_state_dict(source).items()}
+    if source not in SOURCES:
+        raise ConfigError(f"source={source!r}: choose one of {', '.join(SOURCES)}")
+    checkpoint = {_strip_wrappers(k): v for k, v in read_state_dict(path_or_state_dict).items()}
     target = model.state_dict()
     cfg = getattr(model, "default_cfg", {}) or {}
     first_conv = _strip_wrappers(cfg.get("first_conv") or "")
     classifier = _strip_wrappers(cfg.get("classifier") or "")
     # The main classifier and any auxiliary ones (GoogLeNet) are re-initialised for another class count.
     heads = tuple(f"{_strip_wrappers(h)}." for h in (classifier, *cfg.get("aux_classifiers", ())) if h)
-    if source_format != "native":
+    if source != "native":
         remap = getattr(model, "remap_state_dict", None)
-        remapped = remap(checkpoint, source_format) if remap is not None else None
+        remapped = remap(checkpoint, source) if remap is not None else None
         if remapped is not None:
             checkpoint = {_strip_wrappers(k): v for k, v in remapped.items()}
         elif not {_strip_wrappers(k) for k in target} <= set(checkpoint):

@@ -31,7 +31,8 @@ class ImageClassifier(L.LightningModule):
     """Classifier over a backbone given by name, so that ``load_from_checkpoint`` can rebuild it.
 
     ``optimizer`` / ``scheduler`` are the dicts described in :mod:`vision_research.optim`;
-    ``pretrained`` is a local checkpoint loaded when fitting starts (a different class count gets a new head).
+    ``pretrained`` is a local checkpoint loaded when fitting starts (a different class count gets a new head),
+    laid out as ``pretrained_source`` says: native, torchvision or timm.
     """
 
     monitor = "val/acc1"
@@ -44,6 +45,7 @@ class ImageClassifier(L.LightningModule):
         in_chans: int = 1,
         model_options: dict[str, Any] | None = None,
         pretrained: str | None = None,
+        pretrained_source: str = "native",
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
@@ -75,7 +77,7 @@ class ImageClassifier(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.pretrained and not self._pretrained_loaded:
-            report = load_pretrained(self.model, Path(self.hparams.pretrained))
+            report = load_pretrained(self.model, Path(self.hparams.pretrained), self.hparams.pretrained_source)
             self.print(f"pretrained weights from {self.hparams.pretrained}: {report}")
             self._pretrained_loaded = True
 

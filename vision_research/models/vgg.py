@@ -1,0 +1,172 @@
+"""VGG — K. Simonyan, A. Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition",
+ICLR 2015 (section 2, Table 1; SEEDS §2.5).
+
+Five blocks of 3×3 convolutions (stride 1, padding 1, ReLU), each closed by a 2×2 max-pool of stride 2,
+then FC-4096 → FC-4096 → FC-1000 with dropout 0.5 after the two hidden layers (§3.1). Table 1's configs:
+
+    A (``vgg11``)  conv 64 | 128 | 256×2 | 512×2 | 512×2        11 weight layers
+    B (``vgg13``)  conv 64×2 | 128×2 | 256×2 | 512×2 | 512×2    13
+    D (``vgg16``)  conv 64×2 | 128×2 | 256×3 | 512×3 | 512×3    16
+    E (``vgg19``)  conv 64×2 | 128×2 | 256×4 | 512×4 | 512×4    19
+
+``*_bn`` adds BatchNorm (Ioffe & Szegedy 2015, later than the paper) between each conv and its ReLU.
+
+Parameters (Table 2 rounds them to 133, 133, 138, 144 M; asserted against torchvision and by hand):
+vgg11 132,863,336; vgg13 133,047,848; **vgg16 138,357,544** (the "138M" of SEEDS §6.1; its conv base
+14,714,688 as in Keras' ``include_top=False``); vgg19 143,667,240. The ``_bn`` variants add 2 per conv
+channel (vgg16_bn 138,365,992).
+
+Module names and order are torchvision's (``features.<i>``, ``avgpool``, ``classifier.<i>``), so its
+checkpoints load by name. Stages (``forward_features``): the five blocks, each ending at its max-pool —
+64, 128, 256, 512, 512 maps at strides 2, 4, 8, 16, 32.
+
+Differences from the paper, and why:
+- ``avgpool`` is an adaptive 7×7 average pool (torchvision's): the identity at 224×224, it lets the
+  classifier run on other sizes. The paper instead evaluates larger images densely, the FC layers turned
+  into convolutions (§3.2): ``convert.dense_to_conv`` does that once ``avgpool`` is set to an identity
+  (``flatten`` is a module here so that it can).
+- Not registered: config A-LRN (LRN "does not improve", §4.1) and config C (1×1 convs).
+- Initialisation: the paper trained config A from N(0, 10⁻²) and initialised the deeper nets from it
+  (or, after submission, with Glorot's scheme, §3.1); here the convolutions get He's normal
+  initialisation (fan-out) and the FC layers N(0, 0.01), zero biases — torchvision's choice, which trains
+  every depth from scratch.
+- Input normalisation: ImageNet mean and std (the paper subtracts the mean RGB value only).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Backbone, default_cfg, feature_info, imagenet_stats
+from .registry import register_model
+
+# Table 1: the conv widths of each of the five blocks (every conv is 3×3; a max-pool closes each block).
+VGG_CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "A": ((64,), (128,), (256,) * 2, (512,) * 2, (512,) * 2),
+    "B": ((64,) * 2, (128,) * 2, (256,) * 2, (512,) * 2, (512,) * 2),
+    "D": ((64,) * 2, (128,) * 2, (256,) * 3, (512,) * 3, (512,) * 3),
+    "E": ((64,) * 2, (128,) * 2, (256,) * 4, (512,) * 4, (512,) * 4),
+}
+
+
+class VGG(Backbone):
+    """VGG-11/13/16/19 (configs A, B, D, E of Table 1), optionally with BatchNorm; see the module docstring."""
+
+    def __init__(
+        self,
+        config: str = "D",
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        batch_norm: bool = False,
+        drop_rate: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if config not in VGG_CONFIGS:
+            raise ValueError(f"VGG config={config!r}: choose one of {', '.join(VGG_CONFIGS)}")
+        self.num_classes, self.drop_rate = num_classes, drop_rate
+        layers: list[nn.Module] = []
+        self.feature_info = []
+        in_chs = in_chans
+        for block, widths in enumerate(VGG_CONFIGS[config]):
+            for width in widths:
+                layers.append(nn.Conv2d(in_chs, width, 3, padding=1))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(width))
+                layers.append(nn.ReLU(inplace=True))
+                in_chs = width
+            layers.append(nn.MaxPool2d(2))
+            self.feature_info.append(feature_info(in_chs, 2 ** (block + 1), f"features.{len(layers) - 1}"))
+        self.features = nn.Sequential(*layers)
+        self._stage_ends = frozenset(int(info["module"].split(".")[1]) for info in self.feature_info)
+        self.avgpool = nn.AdaptiveAvgPool2d(7)
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Sequential(
+            nn.Linear(in_chs * 7 * 7, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(drop_rate),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(drop_rate),
+            nn.Linear(4096, num_classes),
+        )
+        self.apply(self._init_weights)
+        mean, std = imagenet_stats(in_chans)
+        self.default_cfg = default_cfg((in_chans, 224, 224), mean, std, num_classes, "features.0", "classifier.6")
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, 0.01)
+            nn.init.zeros_(module.bias)
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in self._stage_ends:
+                features.append(x)
+        return features
+
+    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.classifier(self.flatten(self.avgpool(features[-1])))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        old = self.classifier[6]
+        self.classifier[6] = nn.Linear(old.in_features, num_classes).to(old.weight.device)
+        self._init_weights(self.classifier[6])
+        self.num_classes = self.default_cfg["num_classes"] = num_classes
+
+
+@register_model
+def vgg11(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
+    """VGG-11, config A (132,863,336 parameters)."""
+    return VGG("A", num_classes, in_chans, batch_norm=False, drop_rate=drop_rate)
+
+
+@register_model
+def vgg11_bn(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
+    """VGG-11 with BatchNorm (132,868,840 parameters)."""
+    return VGG("A", num_classes, in_chans, batch_norm=True, drop_rate=drop_rate)
+
+
+@register_model
+def vgg13(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
+    """VGG-13, config B (133,047,848 parameters)."""
+    return VGG("B", num_classes, in_chans, batch_norm=False, drop_rate=drop_rate)
+
+
+@register_model
+def vgg13_bn(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
+    """VGG-13 with BatchNorm (133,053,736 parameters)."""
+    return VGG("B", num_classes, in_chans, batch_norm=True, drop_rate=drop_rate)
+
+
+@register_model
+def vgg16(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
+    """VGG-16, config D (138,357,544 parameters)."""
+    return VGG("D", num_classes, in_chans, batch_norm=False, drop_rate=drop_rate)
+
+
+@register_model
+def vgg16_bn(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
+    """VGG-16 with BatchNorm (138,365,992 parameters)."""
+    return VGG("D", num_classes, in_chans, batch_norm=True, drop_rate=drop_rate)
+
+
+@register_model
+def vgg19(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
+    """VGG-19, config E (143,667,240 parameters)."""
+    return VGG("E", num_classes, in_chans, batch_norm=False, drop_rate=drop_rate)
+
+
+@register_model
+def vgg19_bn(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
+    """VGG-19 with BatchNorm (143,678,248 parameters)."""
+    return VGG("E", num_classes, in_chans, batch_norm=True, drop_rate=drop_rate)
