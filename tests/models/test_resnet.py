@@ -322,5 +322,6 @@ def test_bad_options_are_errors():
 def test_config_lists_the_builder_options_with_their_defaults(name):
     config = OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{name}.yaml"))
     assert config.pop("name") == name and config.pop("pretrained") is None
+    assert config.pop("pretrained_source") == "native"
     options = {k: v for k, v in model_options(name).items() if k not in ("num_classes", "in_chans")}
     assert config == options

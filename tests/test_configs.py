@@ -1,0 +1,25 @@
+"""The config tree: every model config names a registered model and only options its builder accepts."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from vision_research.cli import config_dir
+from vision_research.models import list_models, model_options
+
+MODEL_CONFIGS = sorted((Path(config_dir()) / "model").glob("*.yaml"))
+NOT_OPTIONS = {"name", "pretrained", "pretrained_source"}
+
+
+@pytest.mark.parametrize("path", MODEL_CONFIGS, ids=lambda p: p.stem)
+def test_model_config_composes_and_fits_its_builder(path):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={path.stem}"])
+    model = cfg.model
+    assert model.pretrained is None and model.pretrained_source == "native"
+    if model.name.startswith("timm:"):
+        return
+    assert model.name in list_models()
+    unknown = set(model) - NOT_OPTIONS - set(model_options(model.name))
+    assert not unknown, f"{path.name}: {sorted(unknown)} are not options of {model.name}"
