@@ -47,7 +47,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Backbone, default_cfg, feature_info, imagenet_stats
+from .base import Backbone, default_cfg, feature_info, imagenet_stats, sequential_stages
 from .layers import LocalResponseNorm
 from .registry import register_model
 
@@ -166,12 +166,7 @@ class AlexNet(Backbone):
                 f"this AlexNet needs inputs of at least {self.min_size}×{self.min_size} (an 11×11 stride-4 "
                 f"convolution and three unpadded max-pools); got {tuple(x.shape[-2:])}"
             )
-        features = []
-        for index, layer in enumerate(self.features):
-            x = layer(x)
-            if index in self._stage_ends:
-                features.append(x)
-        return features
+        return sequential_stages(self.features, x, self._stage_ends)
 
     def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.classifier(self.flatten(self.avgpool(features[-1])))

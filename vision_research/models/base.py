@@ -79,6 +79,18 @@ class Backbone(nn.Module, ABC):
         return self.forward_head(self.forward_features(x))
 
 
+def sequential_stages(
+    layers: nn.Sequential, x: torch.Tensor, stage_ends: set[int] | frozenset[int]
+) -> list[torch.Tensor]:
+    """Run ``layers`` on ``x`` and return the outputs of the layers whose index is in ``stage_ends``."""
+    features = []
+    for index, layer in enumerate(layers):
+        x = layer(x)
+        if index in stage_ends:
+            features.append(x)
+    return features
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters of ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Backbone, default_cfg, feature_info, imagenet_stats
+from .base import Backbone, default_cfg, feature_info, imagenet_stats, sequential_stages
 from .registry import register_model
 
 # Table 1: the conv widths of each of the five blocks (every conv is 3×3; a max-pool closes each block).
@@ -107,12 +107,7 @@ class VGG(Backbone):
             nn.init.zeros_(module.bias)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = []
-        for index, layer in enumerate(self.features):
-            x = layer(x)
-            if index in self._stage_ends:
-                features.append(x)
-        return features
+        return sequential_stages(self.features, x, self._stage_ends)
 
     def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.classifier(self.flatten(self.avgpool(features[-1])))
