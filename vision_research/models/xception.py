@@ -19,7 +19,7 @@ Parameters: **22,855,952** with 1000 classes, the figure of the paper's Table 3 
 ``legacy_xception``).
 
 The layout is exactly timm's ``legacy_xception`` (the Keras weights ported by Cadene): same tensors in the
-same order, so its state dict loads by position (``load_pretrained(model, sd, source_format="timm")``) and
+same order, so its state dict loads by position (``load_pretrained(model, sd, source="timm")``) and
 gives the same logits. That includes the choices the paper leaves open: the stem convs are unpadded, the
 separable convs and the max-pools pad by 1, and BatchNorm keeps PyTorch's eps 1e-5 (Keras' is 1e-3).
 
