@@ -161,3 +161,10 @@ def test_weight_ema_callback_is_configurable():
     assert names.count("ModelCheckpoint") == 2 and "EMAWeightAveraging" in names
     with pytest.raises(ConfigError, match="ema_decay"):
         build_callbacks(bad, ImageClassifier("lenet5_modern"), Path("unused"))
+
+
+def test_run_directory_names_are_path_safe():
+    from vision_research.cli import path_safe
+
+    assert path_safe("timm:resnet18_mnist") == "timm-resnet18_mnist"
+    assert path_safe("data.root=/data/mnist,seed=1") == "data.root=-data-mnist,seed=1"

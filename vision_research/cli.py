@@ -14,6 +14,22 @@ from pathlib import Path
 
 from .errors import ConfigError, VisionResearchError, close_matches
 
+
+def path_safe(text: str) -> str:
+    """A run-directory name from a config value: path separators, ':' and spaces become '-'."""
+    return re.sub(r"[^\w.=,+-]+", "-", str(text)).strip("-")
+
+
+def register_resolvers() -> None:
+    """``${path_safe:...}`` for the run-directory names in configs/train.yaml (``timm:resnet18``, ``root=/a/b``)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("path_safe"):
+        OmegaConf.register_new_resolver("path_safe", path_safe)
+
+
+register_resolvers()
+
 # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates; the warning is not the user's concern.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 

@@ -47,7 +47,11 @@ IDX_SUBDIRS = ("", "raw", "MNIST/raw", "FashionMNIST/raw")
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (LeCun's MNIST format, optionally gzipped) of unsigned bytes, validating its header."""
+    """Read an IDX file (LeCun's MNIST format, optionally gzipped) of unsigned bytes, validating its header.
+
+    torchvision's ``read_image_file`` reads the same format but fails with bare assertions on a bad file;
+    this one names the file and what is wrong with it.
+    """
     path = Path(path)
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
