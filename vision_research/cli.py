@@ -52,6 +52,9 @@ commands:
   train     train a model; Hydra overrides follow (vr train model=lenet5_modern trainer.max_epochs=5),
             -m/--multirun sweeps over comma-separated values (vr train -m model=lenet5,lenet5_modern seed=1,2)
   models    list the registered models with parameters and GFLOPs (vr models 'lenet*' [--no-flops])
+  convert   convert annotations between VOC, COCO and YOLO
+            (vr convert voc coco VOCdevkit/VOC2012 out/ --set train; vr convert --help)
+  data      dataset statistics: vr data stats ROOT [--format auto|coco|voc|yolo] [--set train] [--plot stats.png]
 
 Run directories go to runs/ (TensorBoard: tensorboard --logdir runs)."""
 
@@ -225,7 +228,89 @@ def cmd_models(args: list[str]) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": cmd_train, "models": cmd_models}
+def _argument_parser(prog: str, description: str):
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # one clean line, like every other CLI mistake
+            raise ConfigError(f"{prog}: {message} (see {prog} --help)")
+
+    return Parser(prog=prog, description=description)
+
+
+def cmd_convert(args: list[str]) -> int:
+    """``vr convert SRC_FORMAT DST_FORMAT SRC DST``: VOC ⇄ COCO ⇄ YOLO with a summary of what was skipped."""
+    from .data.formats import FORMATS, convert
+
+    parser = _argument_parser("vr convert", "Convert annotations between Pascal VOC, COCO and YOLO txt layouts.")
+    parser.add_argument("source_format", choices=FORMATS)
+    parser.add_argument("destination_format", choices=FORMATS)
+    parser.add_argument(
+        "source", help="VOC root (Annotations/...), COCO instances JSON, or YOLO root (images/, labels/)"
+    )
+    parser.add_argument("destination", help="output folder")
+    parser.add_argument("--set", default="train", help="VOC image set / YOLO sub-folder / COCO output name")
+    parser.add_argument("--image-dir", default=None, help="images of a COCO file (default: found beside it)")
+    parser.add_argument("--class-names", default=None, help="comma-separated class names (YOLO without classes.txt)")
+    options = parser.parse_args(args)
+    names = options.class_names.split(",") if options.class_names else None
+    report = convert(
+        options.source,
+        options.source_format,
+        options.destination,
+        options.destination_format,
+        image_set=options.set,
+        image_dir=options.image_dir,
+        class_names=names,
+        progress=True,
+    )
+    print(report.summary())
+    print(f"written to {options.destination}")
+    return 0
+
+
+def cmd_data(args: list[str]) -> int:
+    """``vr data stats ROOT``: class counts, boxes per image, box sizes (histogram PNG), image sizes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .data.stats import dataset_stats, load_for_stats, plot_stats
+
+    parser = _argument_parser("vr data", "Dataset tools.")
+    parser.add_argument("action", choices=["stats"])
+    parser.add_argument("root", help="COCO JSON or a folder with annotations/*.json, a VOC root, or a YOLO root")
+    parser.add_argument("--format", default="auto", choices=["auto", "coco", "voc", "yolo"])
+    parser.add_argument("--set", default=None, help="VOC image set or YOLO sub-folder (default: everything)")
+    parser.add_argument("--plot", default="data_stats.png", help="where to write the histograms (PNG)")
+    options = parser.parse_args(args)
+    stats = dataset_stats(load_for_stats(options.root, options.format, options.set))
+    console = Console()
+    per_image = stats.boxes_per_image
+    console.print(
+        f"{stats.images} images, {stats.objects} objects ({stats.crowd} crowd, {stats.difficult} difficult); "
+        f"boxes per image: min {per_image.min(initial=0)}, mean {per_image.mean() if per_image.size else 0:.2f}, "
+        f"max {per_image.max(initial=0)}; images without objects: {int((per_image == 0).sum())}"
+    )
+    sizes = stats.size_groups
+    console.print("box sizes (COCO): " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    shown = ", ".join(f"{w}×{h} ({n})" for (w, h), n in stats.image_sizes.most_common(5))
+    console.print(f"image sizes: {len(stats.image_sizes)} distinct; most common: {shown}")
+    table = Table(title="objects per class")
+    table.add_column("class")
+    table.add_column("objects", justify="right")
+    for name, count in sorted(stats.class_counts.items(), key=lambda item: -item[1]):
+        table.add_row(name, str(count))
+    console.print(table)
+    console.print(f"histograms: {plot_stats(stats, options.plot)}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "train": cmd_train,
+    "models": cmd_models,
+    "convert": cmd_convert,
+    "data": cmd_data,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
