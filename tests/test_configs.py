@@ -1,4 +1,4 @@
-"""The config tree: every model config names a registered model and only options its builder accepts."""
+"""The config tree: every model and data config names a registered builder and only options it accepts."""
 
 from pathlib import Path
 
@@ -23,3 +23,17 @@ def test_model_config_composes_and_fits_its_builder(path):
     assert model.name in list_models()
     unknown = set(model) - NOT_OPTIONS - set(model_options(model.name))
     assert not unknown, f"{path.name}: {sorted(unknown)} are not options of {model.name}"
+
+
+DATA_CONFIGS = sorted((Path(config_dir()) / "data").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", DATA_CONFIGS, ids=lambda p: p.stem)
+def test_data_config_composes_and_fits_its_datamodule(path):
+    from vision_research.data.registry import DATAMODULES
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[f"data={path.stem}"])
+    options = DATAMODULES.options(cfg.data.name)
+    unknown = set(cfg.data) - {"name"} - set(options)
+    assert not unknown, f"{path.name}: {sorted(unknown)} are not options of datamodule {cfg.data.name}"

@@ -21,7 +21,6 @@ from vision_research.data.formats import (
     read_yolo,
     write_coco,
     write_voc,
-    write_yolo,
 )
 from vision_research.data.images import load_rgb
 from vision_research.errors import DataError

@@ -1,14 +1,46 @@
-"""Datamodules (registered by name), formats and transforms."""
+"""Datamodules (registered by name), annotation formats and transforms.
 
-from . import digits  # noqa: F401  (importing a module registers its datamodules)
+Classification: ``mnist``, ``digits`` (embedded), ``image_folder`` (your photos). Detection and
+segmentation: ``shapes`` (embedded, generated), ``coco``, ``voc``, ``yolo``.
+"""
+
+from . import coco, digits, folder, shapes, voc, yolo  # noqa: F401  (importing a module registers its datamodules)
+from .annotations import AnnotationSet, DataWarning, ImageRecord, ObjectAnnotation
+from .coco import CocoDataModule
 from .digits import DigitsDataModule, MNISTDataModule, read_idx
+from .folder import ImageFolderDataModule
+from .formats import convert, read_coco, read_voc, read_yolo, write_coco, write_voc, write_yolo
 from .registry import create_datamodule, list_datamodules, register_datamodule
+from .shapes import ShapesDataModule, generate_shapes
+from .transforms import boxes_to_original, build_classification_transforms, build_transforms
+from .voc import VOCDataModule
+from .yolo import YoloDataModule
 
 __all__ = [
+    "AnnotationSet",
+    "CocoDataModule",
+    "DataWarning",
     "DigitsDataModule",
+    "ImageFolderDataModule",
+    "ImageRecord",
     "MNISTDataModule",
+    "ObjectAnnotation",
+    "ShapesDataModule",
+    "VOCDataModule",
+    "YoloDataModule",
+    "boxes_to_original",
+    "build_classification_transforms",
+    "build_transforms",
+    "convert",
     "create_datamodule",
+    "generate_shapes",
     "list_datamodules",
+    "read_coco",
     "read_idx",
+    "read_voc",
+    "read_yolo",
     "register_datamodule",
+    "write_coco",
+    "write_voc",
+    "write_yolo",
 ]

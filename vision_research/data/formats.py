@@ -21,6 +21,7 @@ or dropped with a ``DataWarning`` by the rule in ``annotations.sanitize_box``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -432,6 +433,7 @@ def yolo_lines(record: ImageRecord, annotations: AnnotationSet, decimals: int = 
 # ----------------------------------------------------------------------------------------- Masks (VOC)
 
 
+@functools.cache
 def voc_palette() -> list[int]:
     """The Pascal VOC colour map (bit-interleaved class index; 255 = ignore drawn in cream)."""
     palette = []
@@ -453,7 +455,7 @@ def save_mask_png(mask: np.ndarray, path: str | Path) -> None:
     if mask.ndim != 2 or mask.min(initial=0) < 0 or mask.max(initial=0) > 255:
         raise DataError(f"{path}: a mask must be a 2-D array of class indices 0..255")
     image = Image.fromarray(mask.astype(np.uint8), mode="P")
-    image.putpalette(voc_palette())
+    image.putpalette(list(voc_palette()))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
 

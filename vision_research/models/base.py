@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+from ..constants import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
 
 
 def imagenet_stats(in_chans: int = 3) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, unknown_name_error
-from .base import Backbone, feature_info
+from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone, feature_info
 
 
 class TimmBackbone(Backbone):
@@ -35,8 +35,8 @@ class TimmBackbone(Backbone):
         cfg = self.model.pretrained_cfg
         self.default_cfg = {
             "input_size": (in_chans, *tuple(cfg.get("input_size", (3, 224, 224)))[1:]),
-            "mean": tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
-            "std": tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+            "mean": tuple(cfg.get("mean", IMAGENET_MEAN)),
+            "std": tuple(cfg.get("std", IMAGENET_STD)),
             "num_classes": num_classes,
             "first_conv": f"model.{cfg['first_conv']}" if cfg.get("first_conv") else None,
             "classifier": f"model.{cfg['classifier']}" if cfg.get("classifier") else None,

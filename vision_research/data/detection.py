@@ -1,0 +1,240 @@
+"""Datasets and the datamodule base shared by COCO, VOC, YOLO and shapes data (detection or segmentation).
+
+A sample is read from its ``AnnotationSet`` (any format), augmented with albumentations (``transforms``)
+and returned as a uint8 CHW tensor with:
+
+- detection: a target dict following torchvision — ``boxes`` FloatTensor[N, 4] xyxy pixels of the
+  network input, ``labels`` Int64Tensor[N] contiguous 0..C-1, plus ``difficult`` / ``iscrowd``
+  BoolTensor[N] flags, ``image_id`` (the id in the annotation file) and ``orig_size`` (H, W) so that
+  predictions map back to the original image (``transforms.boxes_to_original``) for COCO evaluation;
+- segmentation: an Int64Tensor[H, W] class map (0 = background, 1..C the classes, 255 = ignore).
+
+Batches travel as uint8 and are normalised on their device (``on_after_batch_transfer``), like the
+in-memory classification data.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import ConfigError, DataError
+from .annotations import AnnotationSet, ImageRecord
+from .images import load_rgb
+from .loader import default_num_workers, seed_worker_transform
+from .transforms import build_transforms
+
+TASKS = ("detection", "segmentation")
+SPLITS = ("train", "val", "test")
+MaskReader = Callable[[ImageRecord], np.ndarray]
+
+
+class AnnotatedImageDataset(Dataset):
+    """The images of an ``AnnotationSet`` with detection targets, or with class maps when ``read_mask`` is given."""
+
+    def __init__(self, annotations: AnnotationSet, transform: Callable, read_mask: MaskReader | None = None) -> None:
+        self.annotations, self.transform, self.read_mask = annotations, transform, read_mask
+
+    def __len__(self) -> int:
+        return len(self.annotations.images)
+
+    def load(self, index: int) -> tuple[np.ndarray, ImageRecord]:
+        record = self.annotations.images[index]
+        path = self.annotations.image_path(record)
+        return load_rgb(path, (record.width, record.height), referenced_by=record.source), record
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
+        image, record = self.load(index)
+        if self.read_mask is not None:
+            out = self.transform(image=image, mask=self.read_mask(record), bboxes=np.zeros((0, 4)), labels=[])
+            return _chw(out["image"]), torch.from_numpy(np.asarray(out["mask"], dtype=np.int64))
+        boxes = np.array([obj.box for obj in record.objects], dtype=np.float32).reshape(-1, 4)
+        # The object indices travel as the label field, so every per-object attribute survives dropping.
+        out = self.transform(image=image, bboxes=boxes, labels=np.arange(len(boxes)))
+        kept = np.asarray(out["labels"], dtype=np.int64)
+        objects = [record.objects[k] for k in kept]
+        target = {
+            "boxes": torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)),
+            "labels": torch.tensor([self.annotations.label(o.category) for o in objects], dtype=torch.int64),
+            "difficult": torch.tensor([o.difficult for o in objects], dtype=torch.bool),
+            "iscrowd": torch.tensor([o.iscrowd for o in objects], dtype=torch.bool),
+            "image_id": record.image_id,
+            "orig_size": torch.tensor([record.height, record.width]),
+        }
+        return _chw(out["image"]), target
+
+
+def _chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+
+
+def collate_detection(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, list[dict]]:
+    """Stack the (same-size, letterboxed) images; targets stay a list, one dict per image."""
+    images, targets = zip(*batch, strict=True)
+    return torch.stack(images), list(targets)
+
+
+def random_split_records(annotations: AnnotationSet, fraction: float, seed: int) -> tuple[AnnotationSet, AnnotationSet]:
+    """(rest, part) where ``part`` holds ``fraction`` of the images, chosen at random with ``seed``."""
+    count = len(annotations.images)
+    size = round(fraction * count)
+    if not 0 < size < count:
+        raise ConfigError(f"a fraction of {fraction} of {count} images leaves an empty split; change it or add data")
+    order = np.random.default_rng(seed).permutation(count)
+    part, rest = set(order[:size].tolist()), order[size:]
+
+    def subset(indices: Any) -> AnnotationSet:
+        return AnnotationSet(
+            [annotations.images[i] for i in sorted(indices)],
+            annotations.categories,
+            image_dir=annotations.image_dir,
+            category_ids=annotations.category_ids,
+            source=annotations.source,
+        )
+
+    return subset(rest), subset(part)
+
+
+class AnnotatedDataModule(L.LightningDataModule):
+    """Detection or segmentation data read from annotation files; subclasses read one format.
+
+    Subclasses implement ``read_split(split) -> AnnotationSet | None`` (None: the split does not exist)
+    and, for segmentation, ``mask_reader``. A missing validation split is cut from
+    train (``val_fraction``, ``split_seed``); a missing test split falls back to validation.
+    """
+
+    def __init__(
+        self,
+        task: str = "detection",
+        image_size: int = 416,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        augment: str | dict[str, Any] = "standard",
+        min_visibility: float = 0.3,
+        min_area: float = 4.0,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ConfigError(f"data.task must be one of {', '.join(TASKS)}; got '{task}'")
+        if batch_size < 1 or image_size < 8:
+            raise ConfigError(f"data.batch_size must be >= 1 and data.image_size >= 8; got {batch_size}, {image_size}")
+        self.task, self.image_size, self.batch_size = task, image_size, batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.augment, self.min_visibility, self.min_area = augment, min_visibility, min_area
+        self.val_fraction, self.split_seed = val_fraction, split_seed
+        self.mean, self.std = tuple(mean), tuple(std)
+        self._annotations: dict[str, AnnotationSet] | None = None
+        # Fail on a bad preset now, not in a worker process.
+        build_transforms(augment, image_size, train=True, min_visibility=min_visibility, min_area=min_area)
+
+    # ---------------------------------------------------------------- format-specific
+    @abstractmethod
+    def read_split(self, split: str) -> AnnotationSet | None:
+        """The annotations of ``split`` ("train", "val", "test"), or None when the data has no such split."""
+
+    def mask_reader(self, annotations: AnnotationSet, num_classes: int) -> MaskReader:
+        """A function giving the class map [H, W] (255 = ignore) of an image of ``annotations``."""
+        raise ConfigError(f"{type(self).__name__} has no segmentation masks; use data.task=detection")
+
+    # ---------------------------------------------------------------- splits
+    def annotations(self, split: str) -> AnnotationSet:
+        """The ``AnnotationSet`` behind ``split`` (after cutting val from train / test falling back to val)."""
+        if self._annotations is None:
+            self._annotations = self._read_all()
+        return self._annotations[split]
+
+    def _read_all(self) -> dict[str, AnnotationSet]:
+        found = {split: self.read_split(split) for split in SPLITS}
+        if found["train"] is None:
+            raise DataError(f"{type(self).__name__}: no training split found")
+        if found["val"] is None:
+            found["train"], found["val"] = random_split_records(found["train"], self.val_fraction, self.split_seed)
+        if found["test"] is None:
+            found["test"] = found["val"]
+        names = found["train"].categories
+        for split, subset in found.items():
+            if subset.categories != names:
+                raise DataError(
+                    f"{subset.source}: the {split} split's classes differ from train's "
+                    f"({subset.categories[:5]}... vs {names[:5]}...); pass class_names"
+                )
+        return found
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        names = tuple(self.annotations("train").categories)
+        return ("background", *names) if self.task == "segmentation" else names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    in_chans = 3
+
+    # ---------------------------------------------------------------- loaders
+    def dataset(self, split: str, train: bool | None = None) -> AnnotatedImageDataset:
+        train = split == "train" if train is None else train
+        # Evaluation only letterboxes: no box may be dropped from the targets there, however small. The
+        # training seed is drawn from torch's generator, so that seed_everything fixes the augmentations too.
+        transform = build_transforms(
+            self.augment,
+            self.image_size,
+            train=train,
+            min_visibility=self.min_visibility if train else 0.0,
+            min_area=self.min_area if train else 0.0,
+            seed=int(torch.randint(2**62, ()).item()) if train else None,
+        )
+        reader = self.mask_reader(self.annotations(split), self.num_classes) if self.task == "segmentation" else None
+        return AnnotatedImageDataset(self.annotations(split), transform, reader)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.annotations("train")
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(self.annotations(split).images) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            collate_fn=collate_detection if self.task == "detection" else None,
+            worker_init_fn=seed_worker_transform if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        return (images.float().div_(255.0) - mean) / std
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, targets = batch
+        return self.normalise(images), targets
