@@ -37,7 +37,6 @@ def torchvision_loader(root: Path, ann: str, image_dir: str, size: int, batch: i
             v2.ToImage(),
             v2.Resize(size=None, max_size=size),
             v2.CenterCrop(size),  # pads the short side: a centred letterbox
-            v2.SanitizeBoundingBoxes(),
         ]
     )
     dataset = datasets.CocoDetection(str(root / image_dir), str(root / ann), transforms=transform)

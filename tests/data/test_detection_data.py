@@ -55,7 +55,7 @@ def test_boxes_and_masks_equal_the_rendered_scenes(shapes_root):
         image, target = detection[index]
         assert torch.equal(image, torch.from_numpy(scene.image).permute(2, 0, 1))
         np.testing.assert_allclose(target["boxes"].numpy(), np.array(scene.boxes).reshape(-1, 4))
-        expected = torch.from_numpy(scene.semantic_mask().astype(np.int64))
+        expected = torch.from_numpy(scene.semantic_mask())
         assert torch.equal(coco_masks[index][1], expected)
         assert torch.equal(voc_masks[index][1], expected)
 
@@ -74,8 +74,22 @@ def test_batches_are_normalised_on_the_device_and_targets_follow_torchvision(sha
         assert (target["boxes"] >= 0).all() and (target["boxes"] <= 64).all()
     segmentation = shapes(shapes_root, batch_size=4, task="segmentation")
     images, masks = next(iter(segmentation.train_dataloader()))
-    assert masks.shape == (4, 64, 64) and masks.dtype == torch.int64
+    assert masks.shape == (4, 64, 64) and masks.dtype == torch.uint8  # a quarter of the bytes to transfer
+    images, masks = segmentation.on_after_batch_transfer((images, masks), 0)
+    assert images.dtype == torch.float32 and masks.dtype == torch.int64
     assert segmentation.num_classes == 4 and segmentation.class_names[0] == "background"
+
+
+def test_collated_targets_equal_the_items(shapes_root):
+    data = shapes(shapes_root, eval_batch_size=4)
+    images, targets = next(iter(data.val_dataloader()))
+    assert images.is_contiguous()
+    for index, target in enumerate(targets):
+        image, item = data.dataset("val")[index]
+        assert torch.equal(images[index], image)
+        for key in ("boxes", "labels", "difficult", "iscrowd", "orig_size"):
+            assert torch.equal(target[key], item[key]), key
+        assert target["image_id"] == item["image_id"] == index + 1
 
 
 def test_generation_is_deterministic_and_reused(shapes_root, tmp_path):
@@ -214,4 +228,6 @@ def test_coco128_masks_load_through_the_voc_segmentation_path():
     )  # fmt: skip
     images, masks = next(iter(data.train_dataloader()))
     assert images.shape == (4, 3, 160, 160) and masks.shape == (4, 160, 160)
-    assert masks.max() <= 255 and len(data.annotations("train").images) == 90
+    assert len(data.annotations("train").images) == 90
+    assert (masks == 255).any()  # the letterbox pads non-square photos with "ignore"
+    assert 0 < masks[masks != 255].max() <= 200  # COCO panoptic ids of the source PNGs

@@ -7,10 +7,10 @@ and returned as a uint8 CHW tensor with:
   network input, ``labels`` Int64Tensor[N] contiguous 0..C-1, plus ``difficult`` / ``iscrowd``
   BoolTensor[N] flags, ``image_id`` (the id in the annotation file) and ``orig_size`` (H, W) so that
   predictions map back to the original image (``transforms.boxes_to_original``) for COCO evaluation;
-- segmentation: an Int64Tensor[H, W] class map (0 = background, 1..C the classes, 255 = ignore).
+- segmentation: a class map [H, W] (0 = background, 1..C the classes, 255 = ignore).
 
-Batches travel as uint8 and are normalised on their device (``on_after_batch_transfer``), like the
-in-memory classification data.
+Batches travel as uint8 (images and class maps) and become float normalised images and Int64 class maps
+on their device (``on_after_batch_transfer``), like the in-memory classification data.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class AnnotatedImageDataset(Dataset):
         image, record = self.load(index)
         if self.read_mask is not None:
             out = self.transform(image=image, mask=self.read_mask(record), bboxes=np.zeros((0, 4)), labels=[])
-            return _chw(out["image"]), torch.from_numpy(np.asarray(out["mask"], dtype=np.int64))
+            return _chw(out["image"]), torch.from_numpy(np.asarray(out["mask"], dtype=np.uint8))
         boxes = np.array([obj.box for obj in record.objects], dtype=np.float32).reshape(-1, 4)
         # The object indices travel as the label field, so every per-object attribute survives dropping.
         out = self.transform(image=image, bboxes=boxes, labels=np.arange(len(boxes)))
@@ -72,13 +72,25 @@ class AnnotatedImageDataset(Dataset):
 
 
 def _chw(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+    """A CHW view of an HWC array (no copy: ``torch.stack`` in the collate makes the one contiguous copy)."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
 
 
 def collate_detection(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, list[dict]]:
-    """Stack the (same-size, letterboxed) images; targets stay a list, one dict per image."""
+    """Stack the (same-size, letterboxed) images; targets stay a list, one dict per image.
+
+    Each per-image tensor becomes a view of one batch-wide tensor per key, so that a loader worker hands
+    over a handful of shared-memory blocks per batch instead of several per image.
+    """
     images, targets = zip(*batch, strict=True)
-    return torch.stack(images), list(targets)
+    counts = [len(t["boxes"]) for t in targets]
+    merged = [dict(t) for t in targets]
+    for key in ("boxes", "labels", "difficult", "iscrowd"):
+        for target, part in zip(merged, torch.cat([t[key] for t in targets]).split(counts), strict=True):
+            target[key] = part
+    for target, size in zip(merged, torch.stack([t["orig_size"] for t in targets]), strict=True):
+        target["orig_size"] = size
+    return torch.stack(images), merged
 
 
 def random_split_records(annotations: AnnotationSet, fraction: float, seed: int) -> tuple[AnnotationSet, AnnotationSet]:
@@ -237,4 +249,6 @@ class AnnotatedDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, targets = batch
+        if self.task == "segmentation":
+            targets = targets.long()
         return self.normalise(images), targets
