@@ -190,3 +190,26 @@ def test_bad_options_are_config_errors(flat_root):
         ImageFolderDataModule(str(flat_root), mean=(0.5,))
     with pytest.raises(ConfigError, match="split"):
         datamodule(flat_root, val_fraction=0.6, test_fraction=0.5)
+
+
+def test_vr_train_runs_end_to_end_on_an_image_folder(flat_root, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from vision_research.cli import config_dir
+    from vision_research.train import train
+
+    overrides = [
+        "data=image_folder",
+        f"data.root={flat_root}",
+        "data.image_size=32",
+        "data.num_workers=0",
+        "data.batch_size=4",
+        "model=lenet5_modern",
+        "debug=fast",
+        "callbacks.progress_bar=none",
+    ]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    summary = train(cfg, tmp_path / "run")
+    assert {"test/acc1", "test/loss"} <= set(summary["metrics"])
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
