@@ -68,3 +68,12 @@ def test_none_and_errors():
         build_optimizer(torch.nn.Linear(2, 2), "adamm")
     with pytest.raises(ConfigError, match="lr must be > 0"):
         build_optimizer(torch.nn.Linear(2, 2), "sgd", lr=0)
+
+
+def test_poly_schedule_follows_the_formula():
+    model = torch.nn.Linear(2, 2)
+    opt = build_optimizer(model, name="sgd", lr=0.1)
+    sched = build_scheduler(opt, 50, 5, name="poly", power=0.9)
+    values = lrs(sched, opt, 50)
+    expected = [0.1 * (1 - t / 50) ** 0.9 for t in range(50)]
+    assert values == pytest.approx(expected, rel=1e-9, abs=1e-12)

@@ -17,12 +17,13 @@ from torch.optim.lr_scheduler import (
     LRScheduler,
     MultiStepLR,
     OneCycleLR,
+    PolynomialLR,
     SequentialLR,
 )
 
 from .errors import ConfigError, unknown_name_error
 
-SCHEDULERS = ("none", "cosine", "step", "onecycle")
+SCHEDULERS = ("none", "cosine", "step", "onecycle", "poly")
 
 
 def build_optimizer(
@@ -58,11 +59,13 @@ def build_scheduler(
     step_epochs: tuple[int, ...] | list[int] = (30, 60, 90),
     gamma: float = 0.1,
     pct_start: float = 0.3,
+    power: float = 0.9,
 ) -> LRScheduler | None:
     """A per-step schedule over ``total_steps``; linear warm-up first when ``warmup_epochs`` > 0.
 
     ``cosine`` anneals to ``min_lr_ratio``·lr; ``step`` multiplies by ``gamma`` at each of ``step_epochs``;
-    ``onecycle`` is Smith's 1cycle (its own warm-up: ``pct_start``, or the warm-up fraction if given).
+    ``onecycle`` is Smith's 1cycle (its own warm-up: ``pct_start``, or the warm-up fraction if given);
+    ``poly`` multiplies by (1 − t/T)^``power`` (DeepLab's schedule, common for segmentation).
     """
     if name not in SCHEDULERS:
         raise unknown_name_error("scheduler", name, SCHEDULERS)
@@ -79,6 +82,8 @@ def build_scheduler(
     base_lr = optimizer.param_groups[0]["lr"]
     if name == "cosine":
         main: LRScheduler = CosineAnnealingLR(optimizer, T_max=total_steps - warmup, eta_min=base_lr * min_lr_ratio)
+    elif name == "poly":
+        main = PolynomialLR(optimizer, total_iters=total_steps - warmup, power=power)
     else:
         milestones = [e * steps_per_epoch - warmup for e in step_epochs if e * steps_per_epoch > warmup]
         main = MultiStepLR(optimizer, milestones=milestones, gamma=gamma)

@@ -7,7 +7,7 @@ without being listed anywhere else.
 import importlib
 import pkgutil
 
-from .base import Backbone, count_parameters
+from .base import Backbone, count_parameters, freeze_unused_by_features
 from .registry import create_model, list_models, model_options, register_model
 from .weights import LoadReport, load_pretrained
 
@@ -19,6 +19,7 @@ __all__ = [
     "LoadReport",
     "count_parameters",
     "create_model",
+    "freeze_unused_by_features",
     "list_models",
     "load_pretrained",
     "model_options",

@@ -1,0 +1,457 @@
+"""Detection metrics: COCO mAP / mAR and Pascal VOC AP.
+
+- **COCO** (Lin et al. 2014; the cocoapi's ``COCOeval``): the 12 summary numbers of ``COCOeval.stats`` —
+  AP over IoU 0.50:0.95, at 0.50 and 0.75, per object size, and AR at 1 / 10 / 100 detections per image and
+  per size. Computed by pycocotools (the reference) or faster-coco-eval (its C++ port, same numbers, faster).
+- **Pascal VOC** (Everingham et al. 2010; the devkit's ``VOCevaldet`` / ``VOCap``): per-class AP at one IoU
+  threshold with ``difficult`` objects ignored, by the VOC2007 11-point rule or the 2010+ area rule.
+
+Framework boxes are xyxy pixels; COCO boxes are xywh. ``detections_to_coco`` converts per-image predictions
+(in the original image's frame) to COCO result dicts, and ``CocoMeanAveragePrecision`` collects them over an
+evaluation run, across processes under DDP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib.util
+import io
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+from torchvision.ops import box_iou
+
+from ..data.formats import coco_index
+from ..errors import ConfigError, DataError, unknown_name_error
+
+COCO_STATS_NAMES = (
+    "map",
+    "map_50",
+    "map_75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_1",
+    "mar_10",
+    "mar_100",
+    "mar_small",
+    "mar_medium",
+    "mar_large",
+)
+COCO_BACKENDS = ("auto", "pycocotools", "faster_coco_eval")
+COCO_IOU_TYPES = ("bbox", "segm")
+
+# ---------------------------------------------------------------------------------------------- COCO
+
+
+def _resolve_backend(backend: str) -> str:
+    """``backend`` as a library name; "auto" is faster-coco-eval when importable, else pycocotools."""
+    if backend not in COCO_BACKENDS:
+        raise unknown_name_error("COCO evaluation backend", backend, COCO_BACKENDS)
+    faster_available = importlib.util.find_spec("faster_coco_eval") is not None
+    if backend == "auto":
+        return "faster_coco_eval" if faster_available else "pycocotools"
+    if backend == "faster_coco_eval" and not faster_available:
+        raise ConfigError("COCO evaluation backend 'faster_coco_eval' is not installed: pip install faster-coco-eval")
+    return backend
+
+
+def _check_ground_truth(ground_truth: dict) -> None:
+    missing = [key for key in ("images", "categories") if key not in ground_truth]
+    if missing:
+        raise DataError(f"the COCO ground truth has no {' / '.join(missing)}: expected an instances dict")
+
+
+def _check_detection_ids(ground_truth: dict, detections: list[dict]) -> None:
+    """DataError naming unknown image / category ids (pycocotools would fail with a bare assert)."""
+    try:
+        image_ids = {d["image_id"] for d in detections}
+        category_ids = {d["category_id"] for d in detections}
+    except KeyError as err:
+        raise DataError(f"a COCO detection has no {err}: expected image_id, category_id, bbox, score") from None
+    for kind, seen, key in (("image", image_ids, "images"), ("category", category_ids, "categories")):
+        unknown = sorted(seen - {entry["id"] for entry in ground_truth[key]})
+        if unknown:
+            shown = ", ".join(map(str, unknown[:10])) + (", ..." if len(unknown) > 10 else "")
+            raise DataError(f"detections name {kind} ids not in the ground truth: {shown}")
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (memory is still freed by reference counting).
+
+    Both libraries allocate several objects per detection, which sets off repeated full collections over the
+    whole heap: about a third of faster-coco-eval's time on 50k detections.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """A print function that prints nothing (faster-coco-eval takes one)."""
+
+
+def _stats_pycocotools(ground_truth: dict, detections: list[dict], iou_type: str) -> np.ndarray:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt_index = coco_index(ground_truth)
+        if detections:
+            dt_index = gt_index.loadRes(detections)
+        else:
+            # loadRes([]) fails on anns[0]; an index with no annotations is what it would build (faster-coco-eval's
+            # loadRes does exactly this), and COCOeval scores it normally.
+            dt_index = COCO()
+            dt_index.dataset = {**ground_truth, "annotations": []}
+            dt_index.createIndex()
+        evaluator = COCOeval(gt_index, dt_index, iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator.stats
+
+
+def _stats_faster_coco_eval(ground_truth: dict, detections: list[dict], iou_type: str) -> np.ndarray:
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    gt_index = COCO(ground_truth, print_function=_quiet)
+    evaluator = COCOeval_faster(gt_index, gt_index.loadRes(detections), iou_type, print_function=_quiet)
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    return evaluator.stats
+
+
+_STATS: dict[str, Callable[[dict, list[dict], str], np.ndarray]] = {
+    "pycocotools": _stats_pycocotools,
+    "faster_coco_eval": _stats_faster_coco_eval,
+}
+
+
+def coco_evaluate(
+    ground_truth: dict, detections: list[dict], backend: str = "auto", iou_type: str = "bbox"
+) -> dict[str, float]:
+    """The 12 ``COCOeval.stats`` numbers (``COCO_STATS_NAMES``) of ``detections`` against ``ground_truth``.
+
+    Lin et al. 2014; cocoapi ``COCOeval`` with its default parameters (IoU 0.50:0.05:0.95, maxDets 1/10/100
+    per image and category, areas small < 32² ≤ medium < 96² ≤ large by the ground truth's ``area``).
+    ``ground_truth`` is a COCO instances dict; ``detections`` are COCO result dicts (image_id, category_id,
+    bbox xywh, score). Every ground-truth image is evaluated: images without detections count as misses.
+    A number is -1 where it is undefined (no non-crowd ground truth in that area range), as in COCOeval.
+    With no detections at all the result is what COCOeval gives for an empty result set (0, or -1 where
+    undefined); pycocotools' ``loadRes`` cannot load an empty list, so an empty result index is built instead.
+    ``backend``: "pycocotools", "faster_coco_eval" or "auto" (faster-coco-eval when installed). Neither
+    library prints, and the caller's dicts are not modified (both write keys into the annotations they get).
+    """
+    backend = _resolve_backend(backend)
+    if iou_type not in COCO_IOU_TYPES:
+        raise unknown_name_error("COCO iou_type", iou_type, COCO_IOU_TYPES)
+    _check_ground_truth(ground_truth)
+    _check_detection_ids(ground_truth, detections)
+    with _gc_paused():
+        ground_truth = {**ground_truth, "annotations": [dict(a) for a in ground_truth.get("annotations", [])]}
+        stats = _STATS[backend](ground_truth, [dict(d) for d in detections], iou_type)
+    return dict(zip(COCO_STATS_NAMES, (float(s) for s in stats[: len(COCO_STATS_NAMES)]), strict=True))
+
+
+def _coco_results(
+    image_ids: Tensor, boxes_xyxy: Tensor, scores: Tensor, labels: Tensor, category_ids: Sequence[int]
+) -> list[dict]:
+    """COCO result dicts from flat per-detection tensors (one image id per row)."""
+    lookup = torch.as_tensor(list(category_ids), dtype=torch.int64)
+    labels = labels.to("cpu", torch.int64)
+    invalid = (labels < 0) | (labels >= len(lookup))
+    if invalid.any():
+        raise DataError(
+            f"detection label {int(labels[invalid][0])} has no category id (category_ids has {len(lookup)} entries)"
+        )
+    boxes = boxes_xyxy.to("cpu", torch.float64).reshape(-1, 4)
+    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
+    rows = zip(
+        image_ids.tolist(),
+        lookup[labels].tolist(),
+        xywh.tolist(),
+        scores.to("cpu", torch.float64).tolist(),
+        strict=True,
+    )
+    return [{"image_id": i, "category_id": c, "bbox": b, "score": s} for i, c, b, s in rows]
+
+
+def detections_to_coco(
+    image_ids: Sequence[int] | Tensor,
+    boxes_xyxy: Sequence[Tensor],
+    scores: Sequence[Tensor],
+    labels: Sequence[Tensor],
+    category_ids: Sequence[int],
+) -> list[dict]:
+    """COCO result dicts (Lin et al. 2014 results format) from per-image detections.
+
+    ``boxes_xyxy[i]`` [N_i, 4] are pixels of image ``image_ids[i]``'s original frame, ``labels[i]`` contiguous
+    labels mapped to COCO category ids by ``category_ids[label]``; boxes become xywh (computed in float64).
+    """
+    if not len(image_ids) == len(boxes_xyxy) == len(scores) == len(labels):
+        raise DataError(
+            f"detections_to_coco got {len(image_ids)} image ids, {len(boxes_xyxy)} box tensors, "
+            f"{len(scores)} score tensors and {len(labels)} label tensors; expected one of each per image"
+        )
+    if not len(image_ids):
+        return []
+    counts = torch.tensor([len(b) for b in boxes_xyxy])
+    row_ids = torch.as_tensor(image_ids, dtype=torch.int64).cpu().repeat_interleave(counts)
+    return _coco_results(
+        row_ids,
+        torch.cat([b.detach().to("cpu", torch.float64).reshape(-1, 4) for b in boxes_xyxy]),
+        torch.cat([s.detach().to("cpu", torch.float64).reshape(-1) for s in scores]),
+        torch.cat([lab.detach().cpu().reshape(-1) for lab in labels]),
+        category_ids,
+    )
+
+
+def _first_occurrences(ids: Tensor) -> Tensor:
+    """A bool mask over ``ids`` marking the first occurrence of each value."""
+    unique, inverse = torch.unique(ids, return_inverse=True)
+    first = torch.full((len(unique),), len(ids), dtype=torch.int64)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(ids)), reduce="amin")
+    mask = torch.zeros(len(ids), dtype=torch.bool)
+    mask[first] = True
+    return mask
+
+
+def _cat_state(state: list[Tensor] | Tensor, empty: Tensor) -> Tensor:
+    """A list (or, after a DDP sync, already concatenated) state as one CPU tensor; ``empty`` when none."""
+    if isinstance(state, list) and not state:
+        return empty
+    return dim_zero_cat(state).cpu()
+
+
+class CocoMeanAveragePrecision(Metric):
+    """COCO mAP / mAR (the 12 ``COCOeval.stats``, Lin et al. 2014) of detections collected over a run.
+
+    ``update(preds, image_ids)`` takes per-image dicts ``boxes`` [N, 4] xyxy in the original image's pixels,
+    ``scores`` [N] and contiguous ``labels`` [N], keeping the top ``max_detections`` per image by score (the
+    detectron2 / torchmetrics convention; COCOeval itself caps detections per image *and category* at 100).
+    ``compute()`` evaluates them with ``coco_evaluate`` against ``ground_truth`` (a COCO instances dict) on
+    every ground-truth image, so images never passed to ``update`` count as misses: feed the whole split.
+
+    Under DDP each rank's states are gathered (``dist_reduce_fx="cat"``). The DistributedSampler pads the
+    last batch by repeating samples, so an image can arrive more than once; it is evaluated once.
+    ``ground_truth`` is a plain attribute, not a state: it is never synced, reset or saved with the metric.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(
+        self,
+        ground_truth: dict,
+        category_ids: Sequence[int],
+        backend: str = "auto",
+        max_detections: int = 100,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if max_detections < 1:
+            raise ConfigError(f"max_detections must be at least 1, got {max_detections}")
+        _check_ground_truth(ground_truth)
+        known = {c["id"] for c in ground_truth["categories"]}
+        unknown = [c for c in category_ids if c not in known]
+        if unknown:
+            raise DataError(f"category_ids {unknown} are not categories of the COCO ground truth")
+        self.backend = _resolve_backend(backend)
+        self.ground_truth = ground_truth
+        self.category_ids = list(category_ids)
+        self.max_detections = max_detections
+        # Per sample: its image id and how many detection rows it added (zero included). Per detection row:
+        # box, score, label. The rows of sample k are the counts[k] rows after those of samples 0..k-1.
+        for name in ("sample_ids", "sample_counts", "boxes", "scores", "labels"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def _top_detections(self, pred: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        try:
+            boxes, scores, labels = pred["boxes"].reshape(-1, 4), pred["scores"].reshape(-1), pred["labels"].reshape(-1)
+        except KeyError as err:
+            raise DataError(f"a prediction has no {err}: expected boxes, scores and labels") from None
+        if not len(boxes) == len(scores) == len(labels):
+            raise DataError(
+                f"a prediction has {len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels; expected equal"
+            )
+        if len(scores) > self.max_detections:
+            # The best max_detections, kept in their original order so that COCOeval breaks score ties as it
+            # would on the full list.
+            keep = scores.argsort(descending=True, stable=True)[: self.max_detections].sort().values
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        return boxes, scores, labels
+
+    def update(self, preds: list[dict[str, Tensor]], image_ids: Sequence[int] | Tensor) -> None:
+        """Add the detections ``preds`` of the images ``image_ids`` (one dict per image, which may hold none)."""
+        ids = torch.as_tensor(image_ids, dtype=torch.int64).reshape(-1)
+        if len(ids) != len(preds):
+            raise DataError(f"update got {len(preds)} predictions for {len(ids)} image ids; expected one per image")
+        kept = [self._top_detections(p) for p in preds]
+        device = self.device
+        self.sample_ids.append(ids.to(device))
+        self.sample_counts.append(torch.tensor([len(s) for _, s, _ in kept], dtype=torch.int64, device=device))
+        self.boxes.append(torch.cat([b.detach().to(device, torch.float32) for b, _, _ in kept]).reshape(-1, 4))
+        self.scores.append(torch.cat([s.detach().to(device, torch.float32) for _, s, _ in kept]))
+        self.labels.append(torch.cat([lab.detach().to(device, torch.int64) for _, _, lab in kept]))
+
+    def compute(self) -> dict[str, Tensor]:
+        """The 12 COCO numbers (``COCO_STATS_NAMES``) as float64 scalar tensors."""
+        sample_ids = _cat_state(self.sample_ids, torch.zeros(0, dtype=torch.int64))
+        counts = _cat_state(self.sample_counts, torch.zeros(0, dtype=torch.int64))
+        unknown = sorted(set(sample_ids.tolist()) - {image["id"] for image in self.ground_truth["images"]})
+        if unknown:
+            raise DataError(f"CocoMeanAveragePrecision got image ids not in the ground truth: {unknown[:10]}")
+        # One result per image: a sample repeated by the DistributedSampler's padding arrives as another block
+        # of rows for the same image id. Blocks are cut by the per-sample row counts, which works whatever
+        # the rows hold (deduplicating equal rows would fail if two ranks' outputs differ in the last bit, and
+        # "first len/n rows of the image" would split wrongly if their detection counts differ); gathering
+        # concatenates every state rank by rank, so sample and row order agree after the sync.
+        keep_row = _first_occurrences(sample_ids).repeat_interleave(counts)
+        detections = _coco_results(
+            sample_ids.repeat_interleave(counts)[keep_row],
+            _cat_state(self.boxes, torch.zeros(0, 4))[keep_row],
+            _cat_state(self.scores, torch.zeros(0))[keep_row],
+            _cat_state(self.labels, torch.zeros(0, dtype=torch.int64))[keep_row],
+            self.category_ids,
+        )
+        stats = coco_evaluate(self.ground_truth, detections, backend=self.backend)
+        return {name: torch.tensor(value, dtype=torch.float64) for name, value in stats.items()}
+
+
+# ----------------------------------------------------------------------------------------------- VOC
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool) -> float:
+    """Average precision of one precision/recall curve (points in detection-rank order), as the VOC devkit.
+
+    Everingham et al. 2010; devkit ``VOCevaldet`` (VOC2007: mean over recall thresholds 0, 0.1, ..., 1 of the
+    best precision at recall ≥ t, 0 where none) and ``VOCap`` (2010+: area under the precision envelope,
+    precision made monotone from the right, between recall 0 and 1). The 11 thresholds are the doubles
+    nearest j / 10, so a recall of exactly 3/5 reaches 0.6; the Python ports' ``np.arange(0, 1.1, 0.1)``
+    makes 0.3, 0.6 and 0.7 one ulp too high and misses such recalls.
+    """
+    recall, precision = np.asarray(recall, dtype=np.float64), np.asarray(precision, dtype=np.float64)
+    if recall.ndim != 1 or recall.shape != precision.shape:
+        raise DataError(f"recall {recall.shape} and precision {precision.shape} must be 1-D and of equal length")
+    if use_07_metric:
+        thresholds = np.arange(11) / 10
+        reached = recall[None, :] >= thresholds[:, None]
+        return float(np.where(reached, precision[None, :], 0.0).max(axis=1, initial=0.0).mean())
+    mrec = np.concatenate(([0.0], recall, [1.0]))
+    mpre = np.maximum.accumulate(np.concatenate(([0.0], precision, [0.0]))[::-1])[::-1]
+    steps = np.flatnonzero(mrec[1:] != mrec[:-1])
+    return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+
+
+def _check_voc_inputs(
+    ground_truths: Sequence[dict], predictions: Sequence[dict], num_classes: int, iou_threshold: float
+) -> None:
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
+    if not 0.0 < iou_threshold <= 1.0:
+        raise ConfigError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    if len(ground_truths) != len(predictions):
+        raise DataError(f"{len(ground_truths)} ground truths but {len(predictions)} predictions; expected one each")
+    for kind, items in (("ground truth", ground_truths), ("prediction", predictions)):
+        for k, item in enumerate(items):
+            labels = item["labels"]
+            bad = labels[(labels < 0) | (labels >= num_classes)]
+            if len(bad):
+                raise DataError(f"{kind} {k} has label {int(bad[0])}, outside 0..{num_classes - 1}")
+
+
+def _best_matches(ground_truths: Sequence[dict], predictions: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Per prediction row (images concatenated): the IoU of the best same-class ground truth and its global index.
+
+    -1 and index 0 where the image has no ground truth of that class. The index is the first of equal bests,
+    as the devkit's ``ov > ovmax`` scan.
+    """
+    best_iou, best_index, offset = [], [], 0
+    for target, pred in zip(ground_truths, predictions, strict=True):
+        gt_boxes = target["boxes"].to("cpu", torch.float64).reshape(-1, 4)
+        iou = box_iou(pred["boxes"].to("cpu", torch.float64).reshape(-1, 4), gt_boxes)
+        iou[pred["labels"].cpu().reshape(-1, 1) != target["labels"].cpu().reshape(1, -1)] = -1.0
+        iou = torch.cat([iou, torch.full((len(iou), 1), -1.0, dtype=iou.dtype)], dim=1)  # a "no match" column
+        value, index = iou.max(dim=1)
+        best_iou.append(value)
+        best_index.append(torch.where(value >= 0, index + offset, 0))
+        offset += len(gt_boxes)
+    return torch.cat(best_iou).numpy(), torch.cat(best_index).numpy()
+
+
+def _difficult(target: dict) -> Tensor:
+    """The ``difficult`` flags of a ground truth as a CPU bool vector (all False when absent)."""
+    if "difficult" not in target:
+        return torch.zeros(len(target["labels"]), dtype=torch.bool)
+    return torch.as_tensor(target["difficult"]).reshape(-1).cpu().bool()
+
+
+def _class_curve(
+    scores: np.ndarray, best_iou: np.ndarray, best_gt: np.ndarray, difficult: np.ndarray, iou_threshold: float
+) -> np.ndarray:
+    """True-positive flags in score order for one class's detections, those ignored (on a difficult box) dropped.
+
+    Devkit ``VOCevaldet``: a detection whose best ground truth overlaps by ≥ the threshold is ignored if that
+    box is difficult, a true positive if it is the box's first (highest-scored) match, else a false positive;
+    any other detection is a false positive. Score ties keep image order (a stable sort, as MATLAB's).
+    """
+    order = np.argsort(-scores, kind="stable")
+    best_iou, best_gt = best_iou[order], best_gt[order]
+    hit = best_iou >= iou_threshold
+    ignored = np.zeros_like(hit)
+    ignored[hit] = difficult[best_gt[hit]]
+    candidate = np.flatnonzero(hit & ~ignored)
+    _, first = np.unique(best_gt[candidate], return_index=True)
+    true_positive = np.zeros_like(hit)
+    true_positive[candidate[first]] = True
+    return true_positive[~ignored]
+
+
+def voc_evaluate(
+    ground_truths: Sequence[dict],
+    predictions: Sequence[dict],
+    num_classes: int,
+    iou_threshold: float = 0.5,
+    use_07_metric: bool = False,
+) -> dict[str, Any]:
+    """Pascal VOC detection AP per class and its mean (Everingham et al. 2010; devkit ``VOCevaldet``).
+
+    ``ground_truths[i]``: ``boxes`` [G, 4] xyxy, ``labels`` [G], optional ``difficult`` [G] bool; ``predictions[i]``:
+    ``boxes`` [N, 4], ``scores`` [N], ``labels`` [N] of the same image. Difficult boxes are left out of the
+    number of positives and a detection matching one counts neither way; each box is matched at most once.
+    IoU is the plain continuous-coordinate one (``torchvision.ops.box_iou``), not the devkit's +1-pixel
+    widths of 1-based inclusive corners, and a match needs IoU ≥ ``iou_threshold`` (the devkit's ``>=``).
+    Returns ``map`` (mean over classes with non-difficult ground truth; NaN if none), ``ap`` per class (NaN
+    without ground truth) and ``num_positives`` per class.
+    """
+    _check_voc_inputs(ground_truths, predictions, num_classes, iou_threshold)
+    gt_labels = torch.cat([t["labels"].reshape(-1).cpu() for t in ground_truths]).numpy()
+    difficult = torch.cat([_difficult(t) for t in ground_truths]).numpy()
+    scores = torch.cat([p["scores"].reshape(-1).cpu().to(torch.float64) for p in predictions]).numpy()
+    labels = torch.cat([p["labels"].reshape(-1).cpu() for p in predictions]).numpy()
+    best_iou, best_gt = _best_matches(ground_truths, predictions)
+    ap, num_positives = [], []
+    for c in range(num_classes):
+        positives = int(np.sum((gt_labels == c) & ~difficult))
+        rows = labels == c
+        tp = _class_curve(scores[rows], best_iou[rows], best_gt[rows], difficult, iou_threshold)
+        tp_cum = np.cumsum(tp)
+        precision = tp_cum / np.arange(1, len(tp) + 1)
+        ap.append(voc_ap(tp_cum / positives, precision, use_07_metric) if positives else float("nan"))
+        num_positives.append(positives)
+    with_gt = [a for a, n in zip(ap, num_positives, strict=True) if n]
+    return {"map": float(np.mean(with_gt)) if with_gt else float("nan"), "ap": ap, "num_positives": num_positives}
