@@ -52,6 +52,9 @@ commands:
   train     train a model; Hydra overrides follow (vr train model=lenet5_modern trainer.max_epochs=5),
             -m/--multirun sweeps over comma-separated values (vr train -m model=lenet5,lenet5_modern seed=1,2)
   models    list the registered models with parameters and GFLOPs (vr models 'lenet*' [--no-flops])
+  predict   run a checkpoint on images: vr predict ckpt_path=runs/.../checkpoints/last.ckpt input=photos/
+            [output=DIR] [batch_size=16] (segmentation: palette PNGs; detection: COCO JSON + drawn boxes;
+            classification: predictions.csv)
   convert   convert annotations between VOC, COCO and YOLO
             (vr convert voc coco VOCdevkit/VOC2012 out/ --set train; vr convert --help)
   data      dataset statistics: vr data stats ROOT [--format auto|coco|voc|yolo] [--set train] [--plot stats.png]
@@ -305,9 +308,38 @@ def cmd_data(args: list[str]) -> int:
     return 0
 
 
+def _key_values(args: list[str], allowed: dict[str, str | None], command: str) -> dict[str, str]:
+    """``key=value`` arguments; unknown keys get close matches, missing required ones (None default) an error."""
+    values: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in allowed:
+            matches = close_matches(key, allowed)
+            hint = f" Did you mean: {', '.join(matches)}?" if matches else f" Keys: {', '.join(allowed)}"
+            raise ConfigError(f"vr {command}: expected key=value with a known key; got '{arg}'.{hint}")
+        values[key] = value
+    missing = [k for k, default in allowed.items() if default is None and k not in values]
+    if missing:
+        raise ConfigError(f"vr {command}: {', '.join(missing)} missing (e.g. vr {command} ckpt_path=... input=...)")
+    return {**{k: v for k, v in allowed.items() if v is not None}, **values}
+
+
+def cmd_predict(args: list[str]) -> int:
+    """``vr predict ckpt_path=... input=... [output=...] [batch_size=16]``."""
+    from .predict import predict
+
+    options = _key_values(args, {"ckpt_path": None, "input": None, "output": "", "batch_size": "16"}, "predict")
+    if not options["batch_size"].isdigit() or int(options["batch_size"]) < 1:
+        raise ConfigError(f"vr predict: batch_size must be a positive integer; got '{options['batch_size']}'")
+    output = predict(options["ckpt_path"], options["input"], options["output"] or None, int(options["batch_size"]))
+    print(f"predictions written to {output}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": cmd_train,
     "models": cmd_models,
+    "predict": cmd_predict,
     "convert": cmd_convert,
     "data": cmd_data,
 }

@@ -48,15 +48,17 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.Lightnin
     sizes = {"num_classes": datamodule.num_classes, "in_chans": datamodule.in_chans}
     if "class_names" in TASKS.options(name) and getattr(datamodule, "class_names", None):
         sizes["class_names"] = list(datamodule.class_names)
-    return TASKS.build(
-        name,
-        model=model_name,
-        model_options=model_options,
-        pretrained=pretrained,
-        pretrained_source=pretrained_source,
+    options = {
+        "model": model_name,
+        "model_options": model_options,
+        "pretrained": pretrained,
+        "pretrained_source": pretrained_source,
         **sizes,
         **task_options,
-    )
+    }
+    task_class = TASKS.get(name)
+    TASKS.check_options(name, options)
+    return task_class(**task_class.options_from_data(options, datamodule))
 
 
 def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> list[Callback]:
@@ -162,7 +164,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "metrics": metrics,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
-        "parameters": count_parameters(task.model),
+        "parameters": count_parameters(task),
         "best_checkpoint": checkpoint.best_model_path or None,
         "tested_checkpoint": tested,
         "seconds": round(time.perf_counter() - started, 2),

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
 from .annotations import AnnotationSet, ImageRecord
+from .formats import coco_dict
 from .images import load_rgb
 from .loader import default_num_workers, seed_worker_transform
 from .transforms import build_transforms
@@ -186,6 +187,10 @@ class AnnotatedDataModule(L.LightningDataModule):
                     f"({subset.categories[:5]}... vs {names[:5]}...); pass class_names"
                 )
         return found
+
+    def coco_ground_truth(self, split: str) -> dict:
+        """The COCO instances dict that detections of ``split`` are scored against (``image_id`` as in the targets)."""
+        return coco_dict(self.annotations(split))
 
     @property
     def class_names(self) -> tuple[str, ...]:

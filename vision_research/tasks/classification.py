@@ -11,23 +11,21 @@ the k best scores). The primary metric, monitored for checkpoints, is ``val/acc1
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..errors import ConfigError
-from ..models import create_model, load_pretrained
-from ..optim import build_optimizer, build_scheduler
+from ..models import create_model
+from .base import VisionTask
 from .registry import register_task
 
 
 @register_task(name="classification")
-class ImageClassifier(L.LightningModule):
+class ImageClassifier(VisionTask):
     """Classifier over a backbone given by name, so that ``load_from_checkpoint`` can rebuild it.
 
     ``optimizer`` / ``scheduler`` are the dicts described in :mod:`vision_research.optim`;
@@ -70,16 +68,12 @@ class ImageClassifier(L.LightningModule):
         self.train_metrics = accuracy.clone(prefix="train/")
         self.val_metrics = accuracy.clone(prefix="val/")
         self.test_metrics = accuracy.clone(prefix="test/")
-        self._pretrained_loaded = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def setup(self, stage: str) -> None:
-        if stage == "fit" and self.hparams.pretrained and not self._pretrained_loaded:
-            report = load_pretrained(self.model, Path(self.hparams.pretrained), self.hparams.pretrained_source)
-            self.print(f"pretrained weights from {self.hparams.pretrained}: {report}")
-            self._pretrained_loaded = True
+    def pretrained_module(self) -> nn.Module:
+        return self.model
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
@@ -113,13 +107,3 @@ class ImageClassifier(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, list | tuple) else batch
         return self(images).softmax(dim=1)
-
-    def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.model, **(self.hparams.optimizer or {}))
-        scheduler_cfg = dict(self.hparams.scheduler or {"name": "none"})
-        scheduler = build_scheduler(
-            optimizer, int(self.trainer.estimated_stepping_batches), int(self.trainer.max_epochs or 0), **scheduler_cfg
-        )
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,160 @@
+"""YoloDetector: a short run, COCO AP equal to pycocotools on the same detections, anchors from k-means, vr predict."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from vision_research.data.formats import coco_dict
+from vision_research.data.shapes import ShapesDataModule, generate_shapes
+from vision_research.data.transforms import boxes_to_original
+from vision_research.errors import ConfigError
+from vision_research.tasks import YoloDetector
+
+SHAPES = {"num_train": 40, "num_val": 8, "num_test": 8, "seed": 7}
+V1_HEAD = {"type": "v1", "stage": -2, "grid_size": 4, "num_boxes": 2, "hidden_channels": 32}
+
+
+def quiet_trainer(root, **options) -> L.Trainer:
+    defaults = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    return L.Trainer(default_root_dir=root, num_sanity_val_steps=0, **{**defaults, **options})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = generate_shapes(tmp_path_factory.mktemp("det") / "shapes", image_size=64, **SHAPES)
+    return ShapesDataModule(str(root), scene_size=64, batch_size=8, num_workers=0, augment="flip", **SHAPES)
+
+
+@pytest.fixture(scope="module")
+def fitted(data, tmp_path_factory):
+    L.seed_everything(0, verbose=False)
+    options = YoloDetector.options_from_data(
+        {"model": "resnet18", "num_classes": 3, "model_options": {"width_mult": 0.25}, "head": V1_HEAD}, data
+    )
+    task = YoloDetector(**options, class_names=data.class_names, optimizer={"name": "adamw", "lr": 3e-3})
+    trainer = quiet_trainer(tmp_path_factory.mktemp("fit"), max_epochs=3)
+    trainer.fit(task, datamodule=data)
+    return trainer, task
+
+
+def test_every_loss_term_and_coco_figure_is_logged(fitted):
+    trainer, task = fitted
+    logged = set(trainer.callback_metrics)
+    assert {f"train/loss_{t}" for t in ("xy", "wh", "obj", "noobj", "cls")} <= logged
+    assert {"val/map", "val/map_50", "val/map_75", "val/mar_100", "val/loss"} <= logged
+    assert task.hparams.image_size == 64 and task.hparams.category_ids == [1, 2, 3]
+
+
+def test_test_map_equals_pycocotools_on_the_same_detections(fitted, data):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    trainer, task = fitted
+    (result,) = trainer.test(task, datamodule=data, verbose=False)
+    task.eval()
+    detections = []
+    with torch.no_grad():
+        for images, targets in data.test_dataloader():
+            images, targets = data.on_after_batch_transfer((images, targets), 0)
+            for found, target in zip(task.detect(task(images)), targets, strict=True):
+                height, width = (int(v) for v in target["orig_size"])
+                boxes = boxes_to_original(found["boxes"], height, width, 64)
+                for (x1, y1, x2, y2), score, label in zip(
+                    boxes.tolist(), found["scores"].tolist(), found["labels"].tolist(), strict=True
+                ):
+                    bbox = [x1, y1, x2 - x1, y2 - y1]
+                    detections.append(
+                        {"image_id": target["image_id"], "category_id": label + 1, "bbox": bbox, "score": score}
+                    )
+    assert detections, "the short run must produce candidate detections at score 0.001"
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = COCO()
+        truth.dataset = coco_dict(data.annotations("test"))
+        truth.createIndex()
+        evaluation = COCOeval(truth, truth.loadRes(detections), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    assert result["test/map"] == pytest.approx(evaluation.stats[0], abs=1e-6)
+    assert result["test/map_50"] == pytest.approx(evaluation.stats[1], abs=1e-6)
+    assert result["test/mar_100"] == pytest.approx(evaluation.stats[8], abs=1e-6)
+
+
+def test_anchor_head_gets_kmeans_anchors_from_the_training_boxes(data, tmp_path):
+    head = {"type": "anchors", "strides": [16, 32], "anchors": "kmeans", "anchors_per_scale": 2, "hidden_channels": 16}
+    options = YoloDetector.options_from_data(
+        {"model": "resnet18", "num_classes": 3, "model_options": {"width_mult": 0.25}, "head": head}, data
+    )
+    anchors = options["head"]["anchors"]
+    assert [len(scale) for scale in anchors] == [2, 2]
+    areas = [w * h for scale in anchors for w, h in scale]
+    assert areas == sorted(areas)  # the smallest clusters go to the finest stride
+    sizes = [o.box for r in data.annotations("train").images for o in r.objects]
+    widths = [x2 - x1 for x1, _, x2, _ in sizes]
+    assert min(widths) <= anchors[0][0][0] and anchors[-1][-1][0] <= max(widths)
+    task = YoloDetector(**options)
+    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(task, datamodule=data)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    trainer.save_checkpoint(tmp_path / "a.ckpt")
+    rebuilt = YoloDetector.load_from_checkpoint(tmp_path / "a.ckpt")
+    assert rebuilt.hparams.head["anchors"] == anchors
+
+
+@pytest.mark.parametrize("head", [V1_HEAD, {"type": "anchors", "strides": [32], "anchors": [[[20, 20], [40, 30]]]}])
+def test_loss_is_fp32_and_finite_under_bf16_autocast(head, data):
+    task = YoloDetector("resnet18", num_classes=3, image_size=64, model_options={"width_mult": 0.25}, head=head)
+    images, targets = data.on_after_batch_transfer(next(iter(data.train_dataloader())), 0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = task.compute_loss(task(images), targets)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    losses["loss"].backward()
+
+
+def test_predict_writes_coco_json_and_drawn_images(fitted, data, tmp_path):
+    from vision_research.cli import main
+
+    trainer, task = fitted
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    trainer.save_checkpoint(run / "checkpoints" / "last.ckpt")
+    config = {"task": {"name": "detection"}, "data": {"name": "shapes", "image_size": 64}}
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image, _ = data.dataset("test")[0]
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(photos / "a.png")
+    Image.fromarray(np.full((40, 100, 3), 90, np.uint8)).save(photos / "wide.jpg")
+    assert main(["predict", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"input={photos}"]) == 0
+    out = run / "predictions"
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "predictions.json", "wide.jpg"]
+    results = json.loads((out / "predictions.json").read_text())
+    assert {r["image_id"] for r in results} <= {0, 1}
+    for r in results:
+        assert r["category_id"] in (1, 2, 3) and 0 <= r["score"] <= 1
+        x, y, w, h = r["bbox"]
+        limit = (64, 64) if r["file_name"].endswith("a.png") else (100, 40)
+        assert x >= 0 and y >= 0 and x + w <= limit[0] + 1e-3 and y + h <= limit[1] + 1e-3
+    assert Image.open(out / "wide.jpg").size == (100, 40)
+
+
+def test_bad_options_are_config_errors():
+    with pytest.raises(ConfigError, match="head.type must be one of v1, anchors"):
+        YoloDetector(num_classes=3, head={"type": "v9"})
+    with pytest.raises(ConfigError, match=r"has no option \['grid'\]"):
+        YoloDetector(num_classes=3, head={"type": "v1", "grid": 7})
+    with pytest.raises(ConfigError, match="one list of \\[w, h\\] per stride"):
+        YoloDetector(num_classes=3, head={"type": "anchors", "strides": [16, 32], "anchors": [[[10, 10]]]})
+    with pytest.raises(ConfigError, match="no stage at stride 64"):
+        YoloDetector(num_classes=3, head={"type": "anchors", "strides": [64], "anchors": [[[10, 10]]]})
+    with pytest.raises(ConfigError, match="postprocess has no option"):
+        YoloDetector(num_classes=3, postprocess={"nms": 0.5})

@@ -1,0 +1,160 @@
+"""``vr predict``: run a trained checkpoint on image files and write what each task predicts.
+
+The checkpoint's run directory (``config.yaml`` beside ``checkpoints/``) says which task and input size it
+was trained with. Images are letterboxed (detection, segmentation) or resized and centre-cropped
+(classification) exactly as in evaluation, and the outputs are mapped back to each original image:
+
+- classification → ``predictions.csv`` (file, top-5 classes and probabilities);
+- segmentation → ``<stem>.png`` class maps in the VOC palette, at the original resolution;
+- detection → ``predictions.json`` (COCO results) and ``<stem>.jpg`` with the boxes drawn.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+
+from .constants import IMAGENET_MEAN, IMAGENET_STD
+from .data.formats import save_mask_png
+from .data.images import IMAGE_SUFFIXES, load_rgb
+from .data.transforms import (
+    boxes_to_original,
+    build_classification_transforms,
+    build_transforms,
+    letterbox_geometry,
+)
+from .errors import ConfigError, DataError
+from .metrics.detection import detections_to_coco
+from .tasks import TASKS
+
+
+def run_config(checkpoint: Path) -> DictConfig:
+    """The resolved config saved in the checkpoint's run directory."""
+    for folder in (checkpoint.parent.parent, checkpoint.parent):
+        if (folder / "config.yaml").is_file():
+            return OmegaConf.load(folder / "config.yaml")
+    raise DataError(f"{checkpoint}: no config.yaml in its run directory; predict needs the run it was trained in")
+
+
+def image_files(source: Path) -> list[Path]:
+    if source.is_file():
+        return [source]
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if files:
+            return files
+        raise DataError(f"{source}: no images (files ending in {', '.join(IMAGE_SUFFIXES)})")
+    raise DataError(f"{source}: no such image file or folder")
+
+
+def _batches(files: Sequence[Path], size: int) -> Iterator[list[Path]]:
+    for start in range(0, len(files), size):
+        yield list(files[start : start + size])
+
+
+class Predictor:
+    """A task loaded from a checkpoint, with the evaluation preprocessing of its run."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
+        checkpoint = Path(checkpoint)
+        if not checkpoint.is_file():
+            raise DataError(f"{checkpoint}: checkpoint not found")
+        self.cfg = run_config(checkpoint)
+        self.task_name = self.cfg.task.name
+        self.task = TASKS.get(self.task_name).load_from_checkpoint(checkpoint, map_location=device).eval()
+        self.device = device
+        data = self.cfg.data
+        self.image_size = int(data.get("image_size") or data.get("scene_size") or 224)
+        self.mean = tuple(data.get("mean") or IMAGENET_MEAN)
+        self.std = tuple(data.get("std") or IMAGENET_STD)
+        if self.task_name == "classification":
+            self.transform = build_classification_transforms(self.image_size, train=False)
+        else:
+            self.transform = build_transforms("none", self.image_size, train=False)
+
+    def prepare(self, files: Sequence[Path]) -> tuple[torch.Tensor, list[np.ndarray]]:
+        originals = [load_rgb(path) for path in files]
+        if self.task_name == "classification" and self.task.hparams.in_chans != 3:
+            raise ConfigError("vr predict reads RGB photos; this classifier was trained on single-channel digits")
+        kwargs = {} if self.task_name == "classification" else {"bboxes": np.zeros((0, 4)), "labels": np.zeros(0)}
+        pixels = [self.transform(image=image, **kwargs)["image"] for image in originals]
+        batch = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float().div(255)
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        return ((batch - mean) / std).to(self.device), originals
+
+    @torch.no_grad()
+    def __call__(self, files: Sequence[Path]) -> tuple[Any, list[np.ndarray]]:
+        images, originals = self.prepare(files)
+        return self.task(images), originals
+
+
+def segmentation_maps(logits: torch.Tensor, originals: Sequence[np.ndarray], image_size: int) -> list[np.ndarray]:
+    """Class maps at each original resolution: the letterbox padding cut off, logits resized, argmax."""
+    maps = []
+    for scores, original in zip(logits, originals, strict=True):
+        height, width = original.shape[:2]
+        scale, pad_x, pad_y = letterbox_geometry(height, width, image_size)
+        top, left = round(pad_y), round(pad_x)
+        content = scores[:, top : top + round(height * scale), left : left + round(width * scale)]
+        resized = F.interpolate(content[None].float(), size=(height, width), mode="bilinear", align_corners=False)
+        maps.append(resized[0].argmax(dim=0).to(torch.uint8).cpu().numpy())
+    return maps
+
+
+def write_detections(
+    predictor: Predictor, files: Sequence[Path], raw: Any, originals: Sequence[np.ndarray], output: Path, first_id: int
+) -> list[list[dict]]:
+    """Per image: COCO results in the original frame (``file_name`` added) and ``<stem>.jpg`` with the boxes."""
+    task = predictor.task
+    category_ids = task.hparams.category_ids or list(range(1, task.hparams.num_classes + 1))
+    results = []
+    for offset, (path, found, original) in enumerate(zip(files, task.detect(raw), originals, strict=True)):
+        height, width = original.shape[:2]
+        boxes = boxes_to_original(found["boxes"], height, width, predictor.image_size)
+        found = {**found, "boxes": boxes}
+        image_results = detections_to_coco(
+            [first_id + offset], [boxes], [found["scores"]], [found["labels"]], category_ids
+        )
+        results.append([{**r, "file_name": str(path)} for r in image_results])
+        drawn = task.draw(torch.from_numpy(original).permute(2, 0, 1), found)
+        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(output / f"{path.stem}.jpg", quality=92)
+    return results
+
+
+def predict(checkpoint: str | Path, source: str | Path, output: str | Path | None = None, batch_size: int = 16) -> Path:
+    """Predict every image of ``source`` (a file or a folder) and write the results under ``output``."""
+    predictor = Predictor(checkpoint)
+    files = image_files(Path(source))
+    output = Path(output) if output else Path(checkpoint).parent.parent / "predictions"
+    output.mkdir(parents=True, exist_ok=True)
+    rows, detections = [], []
+    for chunk in _batches(files, batch_size):
+        outputs, originals = predictor(chunk)
+        if predictor.task_name == "segmentation":
+            for path, class_map in zip(chunk, segmentation_maps(outputs, originals, predictor.image_size), strict=True):
+                save_mask_png(class_map, output / f"{path.stem}.png")
+        elif predictor.task_name == "classification":
+            names = predictor.task.hparams.class_names or [str(i) for i in range(outputs.shape[1])]
+            top = outputs.softmax(dim=1).topk(min(5, outputs.shape[1]), dim=1)
+            for path, scores, labels in zip(chunk, top.values, top.indices, strict=True):
+                rows.append([str(path), *(f"{names[i]}:{s:.4f}" for s, i in zip(scores, labels, strict=True))])
+        elif predictor.task_name == "detection":
+            detections.extend(write_detections(predictor, chunk, outputs, originals, output, len(detections)))
+        else:
+            raise ConfigError(f"vr predict does not know the task '{predictor.task_name}'")
+    if predictor.task_name == "detection":
+        (output / "predictions.json").write_text(json.dumps([r for image in detections for r in image]))
+    if rows:
+        with open(output / "predictions.csv", "w", newline="") as f:
+            csv.writer(f).writerows([["file", "top-5 class:probability"], *rows])
+    return output

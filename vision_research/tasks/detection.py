@@ -1,0 +1,261 @@
+"""Object detection: a YOLO-style detector on any backbone (Redmon et al. 2016; anchors: Redmon & Farhadi 2017/2018).
+
+``head.type``:
+
+- ``v1`` — the paper's S×S grid on one backbone stage (``head.stage``, default the last): B boxes with
+  confidences and one class distribution per cell, trained with the multi-part sum-squared loss
+  (``losses/yolo.py``: λ_coord = 5, λ_noobj = 0.5 by default);
+- ``anchors`` — YOLOv2/v3 anchor boxes on one or more stages (``head.strides``, e.g. [8, 16, 32]): sigmoid
+  centre offsets, log-space sizes relative to anchors that are, by default, k-means clusters (d = 1 − IoU)
+  of the training boxes, per-box classes.
+
+Each loss term is logged on its own (``train/loss_xy``, ``train/loss_wh``, ``train/loss_obj``,
+``train/loss_noobj``, ``train/loss_cls``). Evaluation decodes, runs per-class NMS
+(``torchvision.ops.batched_nms``; score ≥ 0.001, IoU 0.5, 100 detections per image by default), maps the
+boxes back from the letterboxed input to each original image and scores them with COCOeval on the
+datamodule's own annotations (``metrics/detection.py``: pycocotools or faster-coco-eval, one result per
+image under DDP): ``val/map`` (0.50:0.95), ``val/map_50`` (primary), ``val/map_75`` and the size / recall
+figures. Every ``log_images_every_n_epochs`` epochs, predictions drawn on the first validation images go
+to TensorBoard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchvision.utils import draw_bounding_boxes
+
+from ..analysis.visualize import denormalize
+from ..data.transforms import boxes_to_original, letterbox_geometry
+from ..errors import ConfigError
+from ..heads.yolo import MultiScaleYoloHead, YoloV1Head, decode_anchors, decode_v1, kmeans_anchors, postprocess
+from ..losses.yolo import YoloAnchorLoss, YoloV1Loss
+from ..metrics.detection import COCO_STATS_NAMES, CocoMeanAveragePrecision
+from ..models import create_model, freeze_unused_by_features
+from .base import VisionTask
+from .registry import register_task
+
+HEAD_TYPES = ("v1", "anchors")
+V1_HEAD_KEYS = {"type", "stage", "grid_size", "num_boxes", "hidden_channels", "fc", "dropout"}
+ANCHOR_HEAD_KEYS = {"type", "strides", "anchors", "anchors_per_scale", "hidden_channels"}
+POSTPROCESS_DEFAULTS = {"score_threshold": 0.001, "iou_threshold": 0.5, "max_detections": 100}
+
+
+def _stage_indices(feature_info: Sequence[dict[str, Any]], strides: Sequence[int]) -> list[int]:
+    found = []
+    for stride in strides:
+        matches = [i for i, info in enumerate(feature_info) if info["reduction"] == stride]
+        if not matches:
+            have = sorted({info["reduction"] for info in feature_info})
+            raise ConfigError(f"task.head.strides: the backbone has no stage at stride {stride} (it has {have})")
+        found.append(matches[-1])
+    return found
+
+
+def kmeans_anchors_from_data(datamodule: Any, image_size: int, strides: Sequence[int], per_scale: int) -> list:
+    """YOLOv2's dimension clusters of the training boxes (letterboxed input pixels), smallest at the finest stride."""
+    sizes = []
+    for record in datamodule.annotations("train").images:
+        scale = letterbox_geometry(record.height, record.width, image_size)[0]
+        sizes += [((x2 - x1) * scale, (y2 - y1) * scale) for x1, y1, x2, y2 in (o.box for o in record.objects)]
+    clusters = kmeans_anchors(torch.tensor(sizes, dtype=torch.float32), per_scale * len(strides))
+    ordered = sorted(strides)
+    groups = [clusters[i * per_scale : (i + 1) * per_scale] for i in range(len(strides))]
+    by_stride = dict(zip(ordered, groups, strict=True))
+    return [[[round(float(w), 2), round(float(h), 2)] for w, h in by_stride[s]] for s in strides]
+
+
+@register_task(name="detection")
+class YoloDetector(VisionTask):
+    """YOLO over a backbone given by name; every option is a plain value so that checkpoints rebuild it."""
+
+    monitor = "val/map_50"
+
+    def __init__(
+        self,
+        model: str = "resnet18",
+        num_classes: int = 20,
+        in_chans: int = 3,
+        image_size: int = 416,
+        model_options: dict[str, Any] | None = None,
+        pretrained: str | None = None,
+        pretrained_source: str = "native",
+        head: dict[str, Any] | None = None,
+        loss: dict[str, Any] | None = None,
+        postprocess: dict[str, Any] | None = None,
+        coco_backend: str = "auto",
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        category_ids: Sequence[int] | None = None,
+        log_images_every_n_epochs: int = 5,
+        num_images_to_log: int = 4,
+    ) -> None:
+        super().__init__()
+        if class_names is not None and len(class_names) != num_classes:
+            raise ConfigError(f"{len(class_names)} class names for {num_classes} classes")
+        if category_ids is not None and len(category_ids) != num_classes:
+            raise ConfigError(f"{len(category_ids)} category ids for {num_classes} classes")
+        self.save_hyperparameters(logger=False)
+        head = {"type": "v1", **(head or {})}
+        if head["type"] not in HEAD_TYPES:
+            raise ConfigError(f"task.head.type must be one of {', '.join(HEAD_TYPES)}; got '{head['type']}'")
+        self.postprocess_options = {**POSTPROCESS_DEFAULTS, **(postprocess or {})}
+        unknown = set(self.postprocess_options) - set(POSTPROCESS_DEFAULTS)
+        if unknown:
+            raise ConfigError(
+                f"task.postprocess has no option {sorted(unknown)}; options: {sorted(POSTPROCESS_DEFAULTS)}"
+            )
+        self.backbone = create_model(model, in_chans=in_chans, **(model_options or {}))
+        info = self.backbone.feature_info
+        if head["type"] == "v1":
+            self._check_keys(head, V1_HEAD_KEYS)
+            options = {k: v for k, v in head.items() if k not in ("type", "stage")}
+            self.stages = [head.get("stage", -1) % len(info)]
+            self.head = YoloV1Head(info[self.stages[0]]["num_chs"], num_classes, **options)
+            self.criterion = YoloV1Loss(num_classes, self.head.grid_size, self.head.num_boxes, **(loss or {}))
+        else:
+            self._check_keys(head, ANCHOR_HEAD_KEYS)
+            strides = list(head.get("strides", [32]))
+            anchors = head.get("anchors")
+            if not isinstance(anchors, list | tuple) or len(anchors) != len(strides):
+                raise ConfigError(
+                    f"task.head.anchors must hold one list of [w, h] per stride {strides} (or 'kmeans', resolved "
+                    f"from the training boxes when the run starts); got {anchors!r}"
+                )
+            self.stages = _stage_indices(info, strides)
+            self.head = MultiScaleYoloHead(
+                [info[i] for i in self.stages], num_classes, anchors, head.get("hidden_channels", 256)
+            )
+            self.criterion = YoloAnchorLoss(num_classes, anchors, strides, **(loss or {}))
+        freeze_unused_by_features(self.backbone, in_chans)
+        self._coco: dict[str, CocoMeanAveragePrecision] = {}
+
+    @staticmethod
+    def _check_keys(head: dict[str, Any], allowed: set[str]) -> None:
+        unknown = set(head) - allowed
+        if unknown:
+            raise ConfigError(f"task.head ({head['type']}) has no option {sorted(unknown)}; options: {sorted(allowed)}")
+
+    @classmethod
+    def options_from_data(cls, options: dict[str, Any], datamodule: Any) -> dict[str, Any]:
+        """Input size and COCO category ids from the data; k-means anchors of its boxes when ``anchors: kmeans``."""
+        category_ids = list(datamodule.annotations("train").category_ids)
+        options = {**options, "image_size": datamodule.image_size, "category_ids": category_ids}
+        head = dict(options.get("head") or {})
+        if head.get("type") == "anchors" and head.get("anchors", "kmeans") == "kmeans":
+            strides = list(head.get("strides", [32]))
+            per_scale = int(head.get("anchors_per_scale", 3))
+            head["anchors"] = kmeans_anchors_from_data(datamodule, datamodule.image_size, strides, per_scale)
+            options["head"] = head
+        return options
+
+    def pretrained_module(self) -> nn.Module:
+        return self.backbone
+
+    # ------------------------------------------------------------------ model
+    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
+        """Raw head outputs: [N, S, S, 5B + C] (v1) or one [N, A, h, w, 5 + C] per scale (anchors)."""
+        features = self.backbone.forward_features(x)
+        if isinstance(self.head, YoloV1Head):
+            return self.head(features[self.stages[0]])
+        return self.head([features[i] for i in self.stages])
+
+    def compute_loss(self, raw: Tensor | list[Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        if isinstance(self.head, YoloV1Head):
+            return self.criterion(raw, targets, self.hparams.image_size)
+        return self.criterion(raw, targets)
+
+    def detect(self, raw: Tensor | list[Tensor]) -> list[dict[str, Tensor]]:
+        """Decoded, NMS-filtered detections per image in input pixels."""
+        size = self.hparams.image_size
+        if isinstance(self.head, YoloV1Head):
+            boxes, scores = decode_v1(raw, size, self.head.num_boxes)
+        else:
+            boxes, scores = decode_anchors(raw, self.head.anchors, self.head.strides)
+        return postprocess(boxes, scores, size, **self.postprocess_options)
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> Tensor:
+        images, targets = batch
+        losses = self.compute_loss(self(images), targets)
+        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=len(images))
+        self.log("train/loss", losses["loss"], on_step=True, on_epoch=False, prog_bar=True, batch_size=len(images))
+        return losses["loss"]
+
+    def _coco_metric(self, stage: str) -> CocoMeanAveragePrecision:
+        if stage not in self._coco:
+            data = self.trainer.datamodule
+            split = "val" if stage == "val" else "test"
+            self._coco[stage] = CocoMeanAveragePrecision(
+                data.coco_ground_truth(split),
+                data.annotations(split).category_ids,
+                backend=self.hparams.coco_backend,
+                max_detections=self.postprocess_options["max_detections"],
+            )
+        return self._coco[stage].to(self.device)
+
+    def _evaluate(self, batch: tuple[Tensor, list[dict]], stage: str) -> list[dict[str, Tensor]]:
+        images, targets = batch
+        raw = self(images)
+        losses = self.compute_loss(raw, targets)
+        self.log(f"{stage}/loss", losses["loss"], on_epoch=True, sync_dist=True, batch_size=len(images))
+        detections = self.detect(raw)
+        size = self.hparams.image_size
+        in_original = [
+            {**d, "boxes": boxes_to_original(d["boxes"], int(t["orig_size"][0]), int(t["orig_size"][1]), size)}
+            for d, t in zip(detections, targets, strict=True)
+        ]
+        self._coco_metric(stage).update(in_original, [int(t["image_id"]) for t in targets])
+        return detections
+
+    def _log_coco(self, stage: str) -> None:
+        metric = self._coco_metric(stage)
+        scores = metric.compute()
+        metric.reset()
+        self.log(f"{stage}/map_50", scores["map_50"].float(), prog_bar=True)
+        self.log_dict({f"{stage}/{k}": scores[k].float() for k in COCO_STATS_NAMES if k != "map_50"})
+
+    def validation_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> None:
+        detections = self._evaluate(batch, "val")
+        if batch_idx == 0 and self._logging_images():
+            self._log_drawings(batch[0], detections)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_coco("val")
+
+    def test_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_coco("test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, Tensor]]:
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        return self.detect(self(images))
+
+    # ------------------------------------------------------------------ pictures
+    def _logging_images(self) -> bool:
+        every = self.hparams.log_images_every_n_epochs
+        experiment = getattr(self.logger, "experiment", None)
+        return bool(every) and hasattr(experiment, "add_image") and self.current_epoch % every == 0
+
+    def draw(self, image: Tensor, detection: dict[str, Tensor], min_score: float = 0.3) -> Tensor:
+        """``image`` (uint8 [3, H, W]) with the detections scoring at least ``min_score`` drawn on it."""
+        keep = detection["scores"] >= min_score
+        names = self.hparams.class_names or [str(i) for i in range(self.hparams.num_classes)]
+        labels = [
+            f"{names[int(c)]} {float(s):.2f}"
+            for c, s in zip(detection["labels"][keep], detection["scores"][keep], strict=True)
+        ]
+        return draw_bounding_boxes(image.cpu(), detection["boxes"][keep].cpu(), labels=labels, width=2)
+
+    def _log_drawings(self, images: Tensor, detections: list[dict[str, Tensor]]) -> None:
+        count = self.hparams.num_images_to_log
+        data = self.trainer.datamodule
+        pictures = denormalize(images[:count], data.mean, data.std)
+        drawn = torch.cat([self.draw(p, d) for p, d in zip(pictures, detections[:count], strict=True)], dim=2)
+        self.logger.experiment.add_image("val/predictions", drawn, self.global_step)

@@ -1,0 +1,141 @@
+"""Semantic segmentation: a backbone with an FCN-32s / 16s / 8s head (Long, Shelhamer & Darrell 2015).
+
+Loss: per-pixel cross-entropy, pixels labelled 255 ignored, optional class weights, plus an optional
+auxiliary head on the stride-16 stage (``aux_loss_weight`` > 0; logged as ``train/loss_aux``). Metrics come
+from one confusion matrix accumulated over the whole evaluation set and summed across DDP processes
+(``metrics/segmentation.py``): ``val/miou`` (primary), ``val/pixel_acc``, ``val/mean_acc`` and
+``val/iou_<class>``. Every ``log_images_every_n_epochs`` epochs the first validation images are logged
+to TensorBoard as image | ground truth | prediction panels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..analysis.visualize import denormalize, segmentation_panels
+from ..errors import ConfigError
+from ..heads.fcn import AuxiliaryHead, FCNHead, select_stages
+from ..metrics.segmentation import SegmentationMetrics
+from ..models import create_model, freeze_unused_by_features
+from .base import VisionTask
+from .registry import register_task
+
+
+@register_task(name="segmentation")
+class SemanticSegmenter(VisionTask):
+    """FCN over a backbone given by name (rebuilt from hparams by ``load_from_checkpoint``).
+
+    ``head`` holds the ``FCNHead`` options (``variant`` 32s / 16s / 8s, ``hidden_channels`` …); ``num_classes``
+    counts the background (class 0).
+    """
+
+    monitor = "val/miou"
+
+    def __init__(
+        self,
+        model: str = "resnet18",
+        num_classes: int = 21,
+        in_chans: int = 3,
+        model_options: dict[str, Any] | None = None,
+        pretrained: str | None = None,
+        pretrained_source: str = "native",
+        head: dict[str, Any] | None = None,
+        aux_loss_weight: float = 0.0,
+        class_weights: Sequence[float] | None = None,
+        ignore_index: int = 255,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        log_images_every_n_epochs: int = 5,
+        num_images_to_log: int = 4,
+    ) -> None:
+        super().__init__()
+        if class_names is not None and len(class_names) != num_classes:
+            raise ConfigError(f"{len(class_names)} class names for {num_classes} classes")
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ConfigError(f"task.class_weights has {len(class_weights)} values for {num_classes} classes")
+        self.save_hyperparameters(logger=False)
+        self.backbone = create_model(model, in_chans=in_chans, **(model_options or {}))
+        self.head = FCNHead(self.backbone.feature_info, num_classes, **(head or {}))
+        self.aux_head = None
+        if aux_loss_weight > 0:
+            stage = select_stages(self.backbone.feature_info, [16])[0]
+            self.aux_stage = stage
+            self.aux_head = AuxiliaryHead(self.backbone.feature_info[stage]["num_chs"], num_classes, stride=16)
+        freeze_unused_by_features(self.backbone, in_chans)
+        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+        self.criterion = nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index)
+        names = list(class_names) if class_names is not None else None
+        self.val_metrics = SegmentationMetrics(num_classes, ignore_index, names)
+        self.test_metrics = SegmentationMetrics(num_classes, ignore_index, names)
+
+    def pretrained_module(self) -> nn.Module:
+        return self.backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores [N, C, H, W] at the input's size."""
+        return self.head(self.backbone.forward_features(x), x.shape[-2:])
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, masks = batch
+        features = self.backbone.forward_features(images)
+        loss = main = self.criterion(self.head(features, images.shape[-2:]), masks)
+        if self.aux_head is not None:
+            aux = self.criterion(self.aux_head(features[self.aux_stage], images.shape[-2:]), masks)
+            loss = main + self.hparams.aux_loss_weight * aux
+            self.log_dict({"train/loss_main": main, "train/loss_aux": aux}, batch_size=len(images))
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(images))
+        return loss
+
+    def _evaluate(
+        self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: SegmentationMetrics
+    ) -> torch.Tensor:
+        images, masks = batch
+        logits = self(images)
+        self.log(f"{stage}/loss", self.criterion(logits, masks), on_epoch=True, sync_dist=True, batch_size=len(images))
+        metrics.update(logits, masks)
+        return logits
+
+    def _log_metrics(self, stage: str, metrics: SegmentationMetrics) -> None:
+        scores = metrics.compute()
+        # A class absent from both truth and prediction has no IoU (NaN): left out rather than logged as NaN.
+        miou = scores.pop("miou")
+        self.log(f"{stage}/miou", miou.float(), prog_bar=True)
+        self.log_dict({f"{stage}/{k}": v.float() for k, v in scores.items() if not math.isnan(v)})
+        metrics.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        logits = self._evaluate(batch, "val", self.val_metrics)
+        if batch_idx == 0 and self._logging_images():
+            self._log_panels(batch, logits)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val", self.val_metrics)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test", self.test_metrics)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        return self(images).argmax(dim=1)
+
+    def _logging_images(self) -> bool:
+        every = self.hparams.log_images_every_n_epochs
+        experiment = getattr(self.logger, "experiment", None)
+        return bool(every) and hasattr(experiment, "add_image") and self.current_epoch % every == 0
+
+    def _log_panels(self, batch: tuple[torch.Tensor, torch.Tensor], logits: torch.Tensor) -> None:
+        count = self.hparams.num_images_to_log
+        images, masks = batch[0][:count], batch[1][:count]
+        data = self.trainer.datamodule
+        pictures = denormalize(images, data.mean, data.std)
+        panels = segmentation_panels(pictures, masks, logits[:count].argmax(dim=1))
+        self.logger.experiment.add_image("val/predictions", panels, self.global_step)
