@@ -37,3 +37,23 @@ def test_data_config_composes_and_fits_its_datamodule(path):
     options = DATAMODULES.options(cfg.data.name)
     unknown = set(cfg.data) - {"name"} - set(options)
     assert not unknown, f"{path.name}: {sorted(unknown)} are not options of datamodule {cfg.data.name}"
+
+
+EXPERIMENTS = sorted((Path(config_dir()) / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_experiment_composes_into_options_its_task_and_data_accept(path):
+    from omegaconf import OmegaConf
+
+    from vision_research.data.registry import DATAMODULES
+    from vision_research.tasks import TASKS
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={path.stem}", "data.root=/not/needed/to/compose"])
+    task = OmegaConf.to_container(cfg.task, resolve=True)
+    provided = {"model", "model_options", "pretrained", "pretrained_source", "num_classes", "in_chans"}
+    TASKS.check_options(task.pop("name"), {**task, **dict.fromkeys(provided)})
+    unknown = set(cfg.data) - {"name"} - set(DATAMODULES.options(cfg.data.name))
+    assert not unknown, f"{path.name}: data keys {sorted(unknown)}"
+    assert cfg.model.name in list_models()

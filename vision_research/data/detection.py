@@ -29,7 +29,7 @@ from ..errors import ConfigError, DataError
 from .annotations import AnnotationSet, ImageRecord
 from .formats import coco_dict
 from .images import load_rgb
-from .loader import default_num_workers, seed_worker_transform
+from .loader import default_num_workers, evaluation_sampler, seed_worker_transform
 from .transforms import build_transforms
 
 TASKS = ("detection", "segmentation")
@@ -223,10 +223,12 @@ class AnnotatedDataModule(L.LightningDataModule):
         self.annotations("train")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.dataset(split)
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else evaluation_sampler(dataset, self.trainer),
             drop_last=shuffle and len(self.annotations(split).images) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

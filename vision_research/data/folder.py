@@ -33,7 +33,7 @@ from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
 from .images import IMAGE_SUFFIXES, load_rgb
 from .in_memory import stratified_split
-from .loader import default_num_workers, seed_worker_transform
+from .loader import default_num_workers, evaluation_sampler, seed_worker_transform
 from .registry import register_datamodule
 from .transforms import build_classification_transforms
 
@@ -202,6 +202,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
+            sampler=None if train else evaluation_sampler(dataset, self.trainer),
             drop_last=train and len(dataset) > self.batch_size,  # no last batch of 1 for batch norm
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

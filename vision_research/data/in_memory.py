@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigError
 from .batch_augment import RandomAffineBatch
+from .loader import evaluation_sampler
 
 
 @dataclass
@@ -117,10 +118,12 @@ class InMemoryClassificationDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
+        dataset = TensorImageDataset(self.splits[split])
         return DataLoader(
-            TensorImageDataset(self.splits[split]),
+            dataset,
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else evaluation_sampler(dataset, self.trainer),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -1,11 +1,12 @@
-"""DataLoader settings shared by the file-backed datamodules: worker count and per-worker augmentation seeds."""
+"""DataLoader settings shared by the datamodules: worker count, per-worker augmentation seeds, evaluation sampler."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
-from torch.utils.data import get_worker_info
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from .transforms import seed_transform
 
@@ -22,3 +23,19 @@ def seed_worker_transform(worker_id: int) -> None:
     torch's seed follows ``seed_everything``, so runs stay reproducible.
     """
     seed_transform(get_worker_info().dataset.transform, torch.initial_seed() % 2**63)
+
+
+def evaluation_sampler(dataset: Dataset, trainer: Any) -> Sampler | None:
+    """Under DDP, each evaluation sample on exactly one process (None otherwise: Lightning's default applies).
+
+    Lightning's default ``DistributedSampler`` pads the last round by repeating samples so that every process
+    gets as many; metrics summed across processes (confusion matrices, accuracies) would count those twice.
+    Evaluation needs no equal counts (the metrics synchronise once, at the end), so it gets each sample once.
+    """
+    if trainer is None or trainer.world_size <= 1:
+        return None
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+    return UnrepeatedDistributedSampler(
+        dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+    )

@@ -246,6 +246,8 @@ class YoloDetector(VisionTask):
     def draw(self, image: Tensor, detection: dict[str, Tensor], min_score: float = 0.3) -> Tensor:
         """``image`` (uint8 [3, H, W]) with the detections scoring at least ``min_score`` drawn on it."""
         keep = detection["scores"] >= min_score
+        if not keep.any():
+            return image.cpu()
         names = self.hparams.class_names or [str(i) for i in range(self.hparams.num_classes)]
         labels = [
             f"{names[int(c)]} {float(s):.2f}"
