@@ -187,7 +187,8 @@ def _run_job(cfg: object) -> dict:
     except (VisionResearchError, MisconfigurationException) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    shown = {k: v for k, v in summary["metrics"].items() if k.startswith(("test/", "best/"))}
+    # Per-class figures (test/iou_<class>) stay in metrics.json and TensorBoard; the console gets the summary.
+    shown = {k: v for k, v in summary["metrics"].items() if k.startswith(("test/", "best/")) and "/iou_" not in k}
     print(f"run: {run_dir} ({summary['seconds']:.1f} s)")
     print("  " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items())))
     return summary

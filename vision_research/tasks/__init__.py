@@ -2,7 +2,8 @@
 
 from .classification import ImageClassifier
 from .detection import YoloDetector
+from .localization import ObjectLocalizer
 from .registry import TASKS, register_task
 from .segmentation import SemanticSegmenter
 
-__all__ = ["TASKS", "ImageClassifier", "SemanticSegmenter", "YoloDetector", "register_task"]
+__all__ = ["TASKS", "ImageClassifier", "ObjectLocalizer", "SemanticSegmenter", "YoloDetector", "register_task"]

@@ -9,7 +9,9 @@ extend past the image).
 
 Loss: ``CE(class) + box_loss_weight · MSE(box)``, the MSE averaged over images and the four numbers;
 ``box_loss_weight`` defaults to 5, YOLO's λ_coord (Redmon et al. 2016 §2.2), because the box numbers live in
-[0, 1] and their squared errors are far smaller than a cross-entropy. Logged as ``train/loss_cls``,
+[0, 1] and their squared errors are far smaller than a cross-entropy. YOLO sums the four squared errors where
+this MSE averages them, so YOLO's own weighting is 20 here: ``experiment=localize_shapes`` uses 20 (val/loc_acc
+≥ 0.9 from epoch 21 of 30, test 0.95), where 5 ended at 0.69. Logged as ``train/loss_cls``,
 ``train/loss_box`` and ``train/loss``.
 
 Batches come from the detection datamodules: images and one target dict per image (``boxes`` xyxy pixels of
