@@ -126,7 +126,7 @@ def write_detections(
             [first_id + offset], [boxes], [found["scores"]], [found["labels"]], category_ids
         )
         results.append([{**r, "file_name": str(path)} for r in image_results])
-        drawn = task.draw(torch.from_numpy(original).permute(2, 0, 1), found)
+        drawn = task.draw(torch.tensor(original).permute(2, 0, 1), found)
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(output / f"{path.stem}.jpg", quality=92)
     return results
 

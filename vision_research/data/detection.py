@@ -54,7 +54,7 @@ class AnnotatedImageDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
         image, record = self.load(index)
         if self.read_mask is not None:
-            out = self.transform(image=image, mask=self.read_mask(record), bboxes=np.zeros((0, 4)), labels=[])
+            out = self.transform(image=image, mask=self.read_mask(record), bboxes=np.zeros((0, 4)), labels=np.zeros(0))
             return _chw(out["image"]), torch.from_numpy(np.asarray(out["mask"], dtype=np.uint8))
         boxes = np.array([obj.box for obj in record.objects], dtype=np.float32).reshape(-1, 4)
         # The object indices travel as the label field, so every per-object attribute survives dropping.
