@@ -207,6 +207,7 @@ def test_vr_train_runs_end_to_end_on_an_image_folder(flat_root, tmp_path):
         "model=lenet5_modern",
         "debug=fast",
         "callbacks.progress_bar=none",
+        "trainer.log_every_n_steps=1",
     ]
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
