@@ -187,16 +187,24 @@ class YoloDetector(VisionTask):
         return losses["loss"]
 
     def _coco_metric(self, stage: str) -> CocoMeanAveragePrecision:
-        if stage not in self._coco:
-            data = self.trainer.datamodule
+        """The COCO metric of ``stage`` against the current datamodule's annotations (rebuilt for another one)."""
+        data = self.trainer.datamodule
+        if not hasattr(data, "coco_ground_truth"):
+            raise ConfigError(
+                "detection evaluation scores against the datamodule's annotations: pass a detection datamodule "
+                "(coco, voc, yolo, shapes) to the Trainer, not bare dataloaders"
+            )
+        key = f"{stage}:{id(data)}"
+        if key not in self._coco:
             split = "val" if stage == "val" else "test"
-            self._coco[stage] = CocoMeanAveragePrecision(
+            self._coco = {k: v for k, v in self._coco.items() if not k.startswith(f"{stage}:")}
+            self._coco[key] = CocoMeanAveragePrecision(
                 data.coco_ground_truth(split),
                 data.annotations(split).category_ids,
                 backend=self.hparams.coco_backend,
                 max_detections=self.postprocess_options["max_detections"],
             )
-        return self._coco[stage].to(self.device)
+        return self._coco[key].to(self.device)
 
     def _evaluate(self, batch: tuple[Tensor, list[dict]], stage: str) -> list[dict[str, Tensor]]:
         images, targets = batch
