@@ -12,6 +12,7 @@ with other index sets.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .annotations import AnnotationSet, ImageRecord
+from .annotations import AnnotationSet, DataWarning, ImageRecord
 from .detection import AnnotatedDataModule, MaskReader
 from .formats import VOC_CLASSES, check_voc_root, load_mask, read_voc_xml, voc_class_names, voc_ids
 from .images import IMAGE_SUFFIXES, image_size
@@ -53,8 +54,18 @@ class VOCDataModule(AnnotatedDataModule):
             raise ConfigError("data.num_classes applies to segmentation masks; detection classes come from names")
 
     def _has_set(self, split: str, kind: str) -> bool:
+        """Whether ``split``'s image set exists; a configured one that does not is said (it falls back)."""
         name = self.splits.get(split)
-        return name is not None and (self.root / "ImageSets" / kind / f"{name}.txt").is_file()
+        if name is None:
+            return False
+        list_file = self.root / "ImageSets" / kind / f"{name}.txt"
+        if not list_file.is_file():
+            fallback = "cut from train (data.val_fraction)" if split == "val" else "taken from val"
+            warnings.warn(
+                DataWarning(str(list_file), f"no {split} image set", f"the {split} split is {fallback}"), stacklevel=2
+            )
+            return False
+        return True
 
     def _detection_records(self) -> dict[str, list[ImageRecord]]:
         """Every configured image set's records, read once (class names are discovered across all of them)."""
