@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from .stages import select_stages
 
 VARIANTS = {"32s": (32,), "16s": (32, 16), "8s": (32, 16, 8)}
 
@@ -69,18 +70,6 @@ class BilinearUpsample(nn.Module):
         if missing_h or missing_w:
             x = F.pad(x, (0, missing_w, 0, missing_h), mode="replicate")
         return self.deconv(x)[..., offset : offset + height, offset : offset + width]
-
-
-def select_stages(feature_info: Sequence[dict[str, Any]], strides: Sequence[int]) -> list[int]:
-    """Index of the deepest stage at each reduction in ``strides`` (an error names what the backbone has)."""
-    indices = []
-    for stride in strides:
-        matches = [i for i, info in enumerate(feature_info) if info["reduction"] == stride]
-        if not matches:
-            have = sorted({info["reduction"] for info in feature_info})
-            raise ConfigError(f"FCN needs a backbone stage at stride {stride}; this backbone has strides {have}")
-        indices.append(matches[-1])
-    return indices
 
 
 class FCNHead(nn.Module):

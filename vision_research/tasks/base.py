@@ -36,6 +36,12 @@ class VisionTask(L.LightningModule):
             self.print(f"pretrained weights from {path}: {report}")
             self._pretrained_loaded = True
 
+    def _logging_images(self) -> bool:
+        """Whether this validation epoch logs pictures (``log_images_every_n_epochs``, a TensorBoard logger)."""
+        every = self.hparams.get("log_images_every_n_epochs", 0)
+        experiment = getattr(self.logger, "experiment", None)
+        return bool(every) and hasattr(experiment, "add_image") and self.current_epoch % every == 0
+
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self, **(self.hparams.optimizer or {}))
         scheduler_cfg = dict(self.hparams.scheduler or {"name": "none"})

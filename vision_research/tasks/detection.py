@@ -31,6 +31,7 @@ from torchvision.utils import draw_bounding_boxes
 from ..analysis.visualize import denormalize
 from ..data.transforms import boxes_to_original, letterbox_geometry
 from ..errors import ConfigError
+from ..heads.stages import select_stages
 from ..heads.yolo import MultiScaleYoloHead, YoloV1Head, decode_anchors, decode_v1, kmeans_anchors, postprocess
 from ..losses.yolo import YoloAnchorLoss, YoloV1Loss
 from ..metrics.detection import COCO_STATS_NAMES, CocoMeanAveragePrecision
@@ -42,17 +43,6 @@ HEAD_TYPES = ("v1", "anchors")
 V1_HEAD_KEYS = {"type", "stage", "grid_size", "num_boxes", "hidden_channels", "fc", "dropout"}
 ANCHOR_HEAD_KEYS = {"type", "strides", "anchors", "anchors_per_scale", "hidden_channels"}
 POSTPROCESS_DEFAULTS = {"score_threshold": 0.001, "iou_threshold": 0.5, "max_detections": 100}
-
-
-def _stage_indices(feature_info: Sequence[dict[str, Any]], strides: Sequence[int]) -> list[int]:
-    found = []
-    for stride in strides:
-        matches = [i for i, info in enumerate(feature_info) if info["reduction"] == stride]
-        if not matches:
-            have = sorted({info["reduction"] for info in feature_info})
-            raise ConfigError(f"task.head.strides: the backbone has no stage at stride {stride} (it has {have})")
-        found.append(matches[-1])
-    return found
 
 
 def kmeans_anchors_from_data(datamodule: Any, image_size: int, strides: Sequence[int], per_scale: int) -> list:
@@ -126,7 +116,7 @@ class YoloDetector(VisionTask):
                     f"task.head.anchors must hold one list of [w, h] per stride {strides} (or 'kmeans', resolved "
                     f"from the training boxes when the run starts); got {anchors!r}"
                 )
-            self.stages = _stage_indices(info, strides)
+            self.stages = select_stages(info, strides)
             self.head = MultiScaleYoloHead(
                 [info[i] for i in self.stages], num_classes, anchors, head.get("hidden_channels", 256)
             )
@@ -246,11 +236,6 @@ class YoloDetector(VisionTask):
         return self.detect(self(images))
 
     # ------------------------------------------------------------------ pictures
-    def _logging_images(self) -> bool:
-        every = self.hparams.log_images_every_n_epochs
-        experiment = getattr(self.logger, "experiment", None)
-        return bool(every) and hasattr(experiment, "add_image") and self.current_epoch % every == 0
-
     def draw(self, image: Tensor, detection: dict[str, Tensor], min_score: float = 0.3) -> Tensor:
         """``image`` (uint8 [3, H, W]) with the detections scoring at least ``min_score`` drawn on it."""
         keep = detection["scores"] >= min_score

@@ -19,7 +19,8 @@ from torch import nn
 
 from ..analysis.visualize import denormalize, segmentation_panels
 from ..errors import ConfigError
-from ..heads.fcn import AuxiliaryHead, FCNHead, select_stages
+from ..heads.fcn import AuxiliaryHead, FCNHead
+from ..heads.stages import select_stages
 from ..metrics.segmentation import SegmentationMetrics
 from ..models import create_model, freeze_unused_by_features
 from .base import VisionTask
@@ -126,11 +127,6 @@ class SemanticSegmenter(VisionTask):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, list | tuple) else batch
         return self(images).argmax(dim=1)
-
-    def _logging_images(self) -> bool:
-        every = self.hparams.log_images_every_n_epochs
-        experiment = getattr(self.logger, "experiment", None)
-        return bool(every) and hasattr(experiment, "add_image") and self.current_epoch % every == 0
 
     def _log_panels(self, batch: tuple[torch.Tensor, torch.Tensor], logits: torch.Tensor) -> None:
         count = self.hparams.num_images_to_log
