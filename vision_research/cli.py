@@ -6,6 +6,7 @@ names what was wrong and what was probably meant — never a Hydra or Lightning 
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import warnings
@@ -34,6 +35,7 @@ register_resolvers()
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+TRAIN_SCRIPT = Path(__file__).resolve().parent / "launch" / "train.py"
 HYDRA_FLAGS_WITH_VALUE = {
     "--cfg",
     "-c",
@@ -58,6 +60,9 @@ commands:
   convert   convert annotations between VOC, COCO and YOLO
             (vr convert voc coco VOCdevkit/VOC2012 out/ --set train; vr convert --help)
   data      dataset statistics: vr data stats ROOT [--format auto|coco|voc|yolo] [--set train] [--plot stats.png]
+  benchmark inference and training speed (img/s, step-time percentiles), GFLOPs and peak memory of models;
+            --compare torchvision|timm measures the reference implementation in the same run
+            (vr benchmark resnet18 --compare torchvision; vr benchmark 'resnet*' --csv out.csv; vr benchmark --help)
 
 Run directories go to runs/ (TensorBoard: tensorboard --logdir runs)."""
 
@@ -174,34 +179,65 @@ def _check_value_types(parsed: list, defaults: object, composed: object) -> None
             raise ConfigError(f"{key}={value!r}: expected {kind} (the default is {default!r})")
 
 
+def _check_launch(cfg: object) -> None:
+    """Multi-process runs need one run directory for all ranks, and cannot be Hydra sweeps."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    if hydra_cfg.mode == RunMode.MULTIRUN and strategy.startswith("ddp") and "spawn" not in strategy:
+        raise ConfigError(
+            f"trainer.strategy={strategy} re-runs the command line once per process, which a sweep (-m) cannot do; "
+            "use trainer.strategy=ddp_spawn for sweeps, or run the jobs one by one"
+        )
+    external = max(int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("SLURM_STEP_NUM_TASKS", 1)))
+    if external > 1 and not any(o.startswith("hydra.run.dir=") for o in hydra_cfg.overrides.hydra):
+        raise ConfigError(
+            f"this is one of {external} processes started by torchrun/srun, which must share one run directory: "
+            "add hydra.run.dir=runs/<name> (the default name holds the start time, which differs between processes)"
+        )
+
+
 def _run_job(cfg: object) -> dict:
     """The body of one Hydra job: train, and turn our errors into one clean line."""
     from hydra.core.hydra_config import HydraConfig
     from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     from .train import train
 
     run_dir = HydraConfig.get().runtime.output_dir
     try:
+        _check_launch(cfg)
         summary = train(cfg, run_dir)
     except (VisionResearchError, MisconfigurationException) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    # Per-class figures (test/iou_<class>) stay in metrics.json and TensorBoard; the console gets the summary.
-    shown = {k: v for k, v in summary["metrics"].items() if k.startswith(("test/", "best/")) and "/iou_" not in k}
-    print(f"run: {run_dir} ({summary['seconds']:.1f} s)")
-    print("  " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items())))
+    if rank_zero_only.rank == 0:
+        # Per-class figures (test/iou_<class>) stay in metrics.json and TensorBoard; the console gets the summary.
+        shown = {k: v for k, v in summary["metrics"].items() if k.startswith(("test/", "best/")) and "/iou_" not in k}
+        print(f"run: {run_dir} ({summary['seconds']:.1f} s)")
+        print("  " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items())))
     return summary
 
 
 def cmd_train(args: list[str]) -> int:
     import hydra
 
+    import __main__
+
     if not any(a in ("--help", "-h", "--hydra-help") for a in args):
         validate_overrides(_overrides_only(args))
     job = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_run_job)
-    sys.argv = ["vr train", *args]
-    job()
+    # Lightning's DDP launcher re-runs `python sys.argv[0] sys.argv[1:]` (or `python -m <__main__'s module>`) for
+    # the other ranks; the script that takes overrides without a subcommand is launch/train.py.
+    sys.argv = [str(TRAIN_SCRIPT), *args]
+    spec, __main__.__spec__ = getattr(__main__, "__spec__", None), None
+    try:
+        job()
+    finally:
+        __main__.__spec__ = spec
     return 0
 
 
@@ -309,6 +345,80 @@ def cmd_data(args: list[str]) -> int:
     return 0
 
 
+def cmd_benchmark(args: list[str]) -> int:
+    """``vr benchmark MODEL [MODEL ...]``: img/s, step-time percentiles, GFLOPs and peak memory; ``--compare``."""
+    import argparse
+
+    from rich.console import Console
+
+    from .benchmark import (
+        LIBRARIES,
+        MODES,
+        PRECISION_ALIASES,
+        PRECISIONS,
+        BenchmarkSettings,
+        benchmark_models,
+        parameter_notes,
+        rich_table,
+        settings_text,
+        write_csv,
+        write_markdown,
+    )
+
+    parser = _argument_parser(
+        "vr benchmark",
+        "Measure inference and training throughput, step-time percentiles, GFLOPs and peak memory of models; "
+        "with --compare, the reference library's implementation too, in alternating rounds.",
+    )
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="registered name, glob ('resnet*') or timm:<name>")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--img-size", type=int, default=None, help="square input side (default: the model's own)")
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--mode", choices=MODES, default="both")
+    precisions = [*PRECISIONS, "auto", *PRECISION_ALIASES]
+    parser.add_argument("--precision", default="auto", help=f"one of {', '.join(precisions)} (default: auto)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--compile", action="store_true", help="model.compile() (in place) before measuring")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per mode and model (default: 3)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round (default: 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (default: 3); img/s is their median")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: unchanged)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if available")
+    parser.add_argument("--compare", choices=LIBRARIES, default=None, help="also measure the reference model")
+    parser.add_argument("--csv", default=None, help="write one row per model and implementation")
+    parser.add_argument("--markdown", default=None, help="write the settings and a GitHub table")
+    options = parser.parse_args(args)
+    settings = BenchmarkSettings(
+        batch_size=options.batch_size,
+        img_size=options.img_size,
+        num_classes=options.num_classes,
+        mode=options.mode,
+        precision=options.precision,
+        channels_last=options.channels_last,
+        compile=options.compile,
+        warmup=options.warmup,
+        steps=options.steps,
+        rounds=options.rounds,
+        threads=options.threads,
+        device=options.device,
+    ).resolved()
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: the whole table, unwrapped, for pasting
+        console = Console(width=max(console.width, 200))
+    results = benchmark_models(
+        options.models, settings, options.compare, progress=lambda text: console.print(f"[dim]{text}[/dim]")
+    )
+    console.print(settings_text(settings))
+    console.print(rich_table(results, settings))
+    for note in parameter_notes(results):
+        console.print(note)
+    if options.csv:
+        console.print(f"csv: {write_csv(results, options.csv)}")
+    if options.markdown:
+        console.print(f"markdown: {write_markdown(results, settings, options.markdown)}")
+    return 0
+
+
 def _key_values(args: list[str], allowed: dict[str, str | None], command: str) -> dict[str, str]:
     """``key=value`` arguments; unknown keys get close matches, missing required ones (None default) an error."""
     values: dict[str, str] = {}
@@ -343,6 +453,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "predict": cmd_predict,
     "convert": cmd_convert,
     "data": cmd_data,
+    "benchmark": cmd_benchmark,
 }
 
 

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from .data import create_datamodule
 from .errors import ConfigError, close_matches
 from .models import count_parameters
+from .speed import SpeedOptions, resolve_precision
 from .tasks import TASKS
 
 
@@ -62,7 +63,8 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.Lightnin
 
 
 def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> list[Callback]:
-    """Checkpoints (best and last), optional early stopping and weight EMA, LR monitor, progress bar."""
+    """Checkpoints (best and last), optional early stopping and weight EMA, LR monitor, progress bar, and the
+    speed options (channels-last, compile)."""
     callbacks_cfg = cfg.callbacks
     monitor = callbacks_cfg.checkpoint.monitor or task.monitor
     callbacks: list[Callback] = [
@@ -93,11 +95,13 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
         raise ConfigError(f"callbacks.progress_bar={callbacks_cfg.progress_bar!r}: choose rich, tqdm or none")
     if callbacks_cfg.progress_bar in bars:
         callbacks.append(bars[callbacks_cfg.progress_bar]())
+    callbacks.append(SpeedOptions(channels_last=cfg.speed.channels_last, compile=cfg.speed.compile))
     return callbacks
 
 
 def trainer_options(cfg: DictConfig) -> dict[str, Any]:
-    """``cfg.trainer`` as Trainer keyword arguments, checked against the Trainer's signature."""
+    """``cfg.trainer`` as Trainer keyword arguments, checked against the Trainer's signature
+    (``precision: auto`` resolved for this machine by :func:`vision_research.speed.resolve_precision`)."""
     options = _plain(cfg.trainer)
     allowed = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
     for key in options:
@@ -105,7 +109,18 @@ def trainer_options(cfg: DictConfig) -> dict[str, Any]:
             matches = close_matches(key, allowed)
             hint = f" Did you mean {', '.join('trainer.' + m for m in matches)}?" if matches else ""
             raise ConfigError(f"unknown config key 'trainer.{key}': not a Lightning Trainer argument.{hint}")
+    if "precision" in options:
+        options["precision"] = resolve_precision(options["precision"], str(options.get("accelerator", "auto")))
     return options
+
+
+def check_distributed(trainer: L.Trainer, options: dict[str, Any]) -> None:
+    """Refuse, before any process starts, what torch would reject inside every process."""
+    if options.get("sync_batchnorm") and trainer.world_size > 1 and trainer.strategy.root_device.type == "cpu":
+        raise ConfigError(
+            "trainer.sync_batchnorm=true needs GPUs: torch's SyncBatchNorm runs on CUDA only. "
+            "Set trainer.sync_batchnorm=false for processes on the CPU"
+        )
 
 
 def _checkpoint_to_test(which: str, best: ModelCheckpoint, latest: ModelCheckpoint) -> str | None:
@@ -133,7 +148,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     started = time.perf_counter()
     import_user_modules(list(cfg.imports))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     data_options = _plain(cfg.data)
     datamodule = create_datamodule(data_options.pop("name"), **data_options)
@@ -147,6 +161,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     callbacks = build_callbacks(cfg, task, run_dir)
     options = {"enable_progress_bar": cfg.callbacks.progress_bar != "none", **trainer_options(cfg)}
     trainer = L.Trainer(**options, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
+    check_distributed(trainer, options)
+    if trainer.is_global_zero:  # with DDP every rank runs this function on the same run directory
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     trainer.fit(task, datamodule=datamodule)
 
     checkpoint, latest = (c for c in callbacks if isinstance(c, ModelCheckpoint))
@@ -165,6 +182,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "parameters": count_parameters(task),
+        "precision": str(trainer.precision),
+        "processes": trainer.world_size,
         "best_checkpoint": checkpoint.best_model_path or None,
         "tested_checkpoint": tested,
         "seconds": round(time.perf_counter() - started, 2),
@@ -173,5 +192,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         hp_metrics = {"hp/" + k.replace("/", "_"): v for k, v in metrics.items() if k.startswith(("best/", "test/"))}
         logger.log_hyperparams(_plain(cfg), metrics=hp_metrics)
         logger.finalize("success")
-    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    if trainer.is_global_zero:
+        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
