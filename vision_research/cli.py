@@ -348,6 +348,7 @@ def cmd_data(args: list[str]) -> int:
 def cmd_benchmark(args: list[str]) -> int:
     """``vr benchmark MODEL [MODEL ...]``: img/s, step-time percentiles, GFLOPs and peak memory; ``--compare``."""
     import argparse
+    import dataclasses
 
     from rich.console import Console
 
@@ -388,20 +389,9 @@ def cmd_benchmark(args: list[str]) -> int:
     parser.add_argument("--csv", default=None, help="write one row per model and implementation")
     parser.add_argument("--markdown", default=None, help="write the settings and a GitHub table")
     options = parser.parse_args(args)
-    settings = BenchmarkSettings(
-        batch_size=options.batch_size,
-        img_size=options.img_size,
-        num_classes=options.num_classes,
-        mode=options.mode,
-        precision=options.precision,
-        channels_last=options.channels_last,
-        compile=options.compile,
-        warmup=options.warmup,
-        steps=options.steps,
-        rounds=options.rounds,
-        threads=options.threads,
-        device=options.device,
-    ).resolved()
+    # The options are named after the settings' fields (batch_size, precision, ...).
+    fields = {f.name for f in dataclasses.fields(BenchmarkSettings)}
+    settings = BenchmarkSettings(**{k: v for k, v in vars(options).items() if k in fields}).resolved()
     console = Console()
     if not console.is_terminal:  # a pipe or a file: the whole table, unwrapped, for pasting
         console = Console(width=max(console.width, 200))

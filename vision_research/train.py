@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import (
     TQDMProgressBar,
 )
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .data import create_datamodule
@@ -148,6 +149,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     started = time.perf_counter()
     import_user_modules(list(cfg.imports))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    # With DDP every process runs this function on the same run directory; rank 0 writes (Lightning reads the
+    # rank from the launcher's environment: LOCAL_RANK, RANK or SLURM_PROCID).
+    if rank_zero_only.rank == 0:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     data_options = _plain(cfg.data)
     datamodule = create_datamodule(data_options.pop("name"), **data_options)
@@ -162,8 +167,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     options = {"enable_progress_bar": cfg.callbacks.progress_bar != "none", **trainer_options(cfg)}
     trainer = L.Trainer(**options, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
     check_distributed(trainer, options)
-    if trainer.is_global_zero:  # with DDP every rank runs this function on the same run directory
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     trainer.fit(task, datamodule=datamodule)
 
     checkpoint, latest = (c for c in callbacks if isinstance(c, ModelCheckpoint))
