@@ -33,6 +33,7 @@ import os
 import platform
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -204,11 +205,17 @@ def _check_timm_name(name: str) -> None:
         raise unknown_name_error("timm model", name, timm.list_models())
 
 
-def reference_name(name: str) -> str:
-    """The architecture name in the reference libraries (``timm:resnet18`` → ``resnet18``)."""
+# Our names that the reference library files under another name for the same network (same parameter count).
+REFERENCE_ALIASES = {"timm": {"xception": "legacy_xception", "mobilenet_v1": "mobilenetv1_100"}}
+
+
+def reference_name(name: str, library: str) -> str:
+    """The architecture's name in ``library``: ``timm:resnet18`` → ``resnet18``, and the aliases above
+    (``xception`` → timm's ``legacy_xception``, Chollet 2017 as ours)."""
     from .models.registry import TIMM_PREFIX
 
-    return name[len(TIMM_PREFIX) :] if name.startswith(TIMM_PREFIX) else name
+    name = name[len(TIMM_PREFIX) :] if name.startswith(TIMM_PREFIX) else name
+    return REFERENCE_ALIASES.get(library, {}).get(name, name)
 
 
 def reference_names(library: str) -> list[str]:
@@ -232,7 +239,7 @@ def check_library(library: str) -> str:
 
 def check_reference(name: str, library: str) -> str:
     """The reference architecture's name, or a ``ConfigError`` when ``library`` has no model of that name."""
-    ref = reference_name(name)
+    ref = reference_name(name, library)
     available = reference_names(library)
     if ref not in available:
         matches = close_matches(ref, available)
@@ -250,7 +257,9 @@ def reference_model(name: str, library: str, num_classes: int = 1000, in_chans: 
 
         if in_chans != 3:
             raise ConfigError(f"--compare torchvision: torchvision models take 3 input channels, '{name}' {in_chans}")
-        return torchvision.models.get_model(ref, weights=None, num_classes=num_classes)
+        with warnings.catch_warnings():  # googlenet / inception_v3: a notice about their future default init
+            warnings.filterwarnings("ignore", category=FutureWarning, module="torchvision")
+            return torchvision.models.get_model(ref, weights=None, num_classes=num_classes)
     import timm
 
     return timm.create_model(ref, pretrained=False, num_classes=num_classes, in_chans=in_chans)
