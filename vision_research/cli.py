@@ -33,6 +33,8 @@ register_resolvers()
 
 # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates; the warning is not the user's concern.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+# bf16-mixed is the default precision on this kind of CPU; Lightning's model summary then says it sizes in fp32.
+warnings.filterwarnings("ignore", message="Precision bf16-mixed is not supported by the model summary")
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 TRAIN_SCRIPT = Path(__file__).resolve().parent / "launch" / "train.py"

@@ -1,5 +1,7 @@
 """DDP on CPU: 2 gloo processes give the validation metrics of one process (no sample counted twice,
-confusion matrices summed, COCO detections gathered), for classification, segmentation and detection."""
+confusion matrices summed, COCO detections gathered), for classification, segmentation and detection;
+`vr train trainer=ddp` re-launches itself into one run directory; SyncBatchNorm when asked (its equivalence
+with one process needs 2 GPUs); launch mistakes are one-line errors."""
 
 from __future__ import annotations
 
