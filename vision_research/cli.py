@@ -181,18 +181,11 @@ def _check_value_types(parsed: list, defaults: object, composed: object) -> None
             raise ConfigError(f"{key}={value!r}: expected {kind} (the default is {default!r})")
 
 
-def _check_launch(cfg: object) -> None:
-    """Multi-process runs need one run directory for all ranks, and cannot be Hydra sweeps."""
+def _check_launch() -> None:
+    """Processes started by torchrun or srun need one run directory for all ranks."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     hydra_cfg = HydraConfig.get()
-    strategy = str(cfg.trainer.get("strategy", "auto"))
-    if hydra_cfg.mode == RunMode.MULTIRUN and strategy.startswith("ddp") and "spawn" not in strategy:
-        raise ConfigError(
-            f"trainer.strategy={strategy} re-runs the command line once per process, which a sweep (-m) cannot do; "
-            "use trainer.strategy=ddp_spawn for sweeps, or run the jobs one by one"
-        )
     external = max(int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("SLURM_STEP_NUM_TASKS", 1)))
     if external > 1 and not any(o.startswith("hydra.run.dir=") for o in hydra_cfg.overrides.hydra):
         raise ConfigError(
@@ -211,7 +204,7 @@ def _run_job(cfg: object) -> dict:
 
     run_dir = HydraConfig.get().runtime.output_dir
     try:
-        _check_launch(cfg)
+        _check_launch()
         summary = train(cfg, run_dir)
     except (VisionResearchError, MisconfigurationException) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import (
     TQDMProgressBar,
 )
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher  # Lightning's re-running DDP launcher
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -115,8 +116,23 @@ def trainer_options(cfg: DictConfig) -> dict[str, Any]:
     return options
 
 
+def _hydra_sweep() -> bool:
+    """Whether this run is one job of a Hydra sweep (``vr train -m``)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def check_distributed(trainer: L.Trainer, options: dict[str, Any]) -> None:
-    """Refuse, before any process starts, what torch would reject inside every process."""
+    """Refuse, before any process starts, what cannot work: a sweep job that Lightning would start again per process
+    (its launcher re-runs the command line, which holds the whole sweep), and SyncBatchNorm on CPU processes."""
+    if isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher) and _hydra_sweep():
+        raise ConfigError(
+            f"{trainer.world_size} processes with trainer.strategy={options.get('strategy', 'auto')} re-run the "
+            "command line once per process, which a sweep (-m) cannot do; use trainer.strategy=ddp_spawn for "
+            "sweeps, or run the jobs one by one"
+        )
     if options.get("sync_batchnorm") and trainer.world_size > 1 and trainer.strategy.root_device.type == "cpu":
         raise ConfigError(
             "trainer.sync_batchnorm=true needs GPUs: torch's SyncBatchNorm runs on CUDA only. "

@@ -133,3 +133,10 @@ def test_vr_train_ddp_mistakes_are_one_line_errors(tmp_path, args, env, message)
     done = vr_train(tmp_path, *args, *DDP_ON_CPU, env=env)  # -m goes first
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_sweep_over_several_devices_with_the_auto_strategy_is_refused_too(tmp_path):
+    # Lightning turns strategy=auto with 2 devices into its re-launching DDP: the same mistake, said the same way.
+    done = vr_train(tmp_path, "-m", "trainer.accelerator=cpu", "trainer.devices=2", "debug=fast", "seed=1,2")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "2 processes with trainer.strategy=auto" in done.stderr and "Traceback" not in done.stderr
