@@ -48,10 +48,15 @@ def test_models_lists_parameter_counts(tmp_path):
 def test_train_writes_a_complete_run_directory(tmp_path):
     result = vr("train", *FAST, "trainer.max_epochs=2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = (tmp_path / "runs").glob("*/*_lenet5_modern_mnist")
+    (run_dir,) = (tmp_path / "runs").glob("*/*_classification_lenet5_modern_mnist")
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["model"]["name"] == "lenet5_modern" and config["run_name"] == "lenet5_modern_mnist"  # resolved
+    assert config["model"]["name"] == "lenet5_modern"
+    assert config["run_name"] == "classification_lenet5_modern_mnist"  # resolved: task, model, data
     summary = json.loads((run_dir / "metrics.json").read_text())
+    # The task's forward on one 32×32 digit: LeNet-5 modern's multiply-adds (as in the test above) × 2.
+    macs = 28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 120 * 400 + 120 * 84 + 84 * 10
+    assert summary["gflops"] == pytest.approx(2 * macs / 1e9, rel=1e-9)
+    assert summary["train_images_per_second"] > 0
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     # last.ckpt holds the final weights (Lightning's save_last would only copy the best one) and is tested.
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -77,6 +82,31 @@ def test_sweep_makes_one_run_per_combination(tmp_path):
     assert combos == {(m, s) for m in ("lenet5", "lenet5_modern") for s in (1, 2)}
     for run_dir in run_dirs:
         assert "val/acc1" in scalar_tags(run_dir)
+    # The HParams tab: every run holds its swept values and final metrics.
+    session, metric_tags = hparams_session(run_dirs[0])
+    assert session["model/name"].string_value in ("lenet5", "lenet5_modern") and "seed" in session
+    assert {"hp/test_acc1", "hp/best_val_acc1"} <= metric_tags
+    # vr compare on the real sweep: two groups of two seeds, too few for an interval.
+    sweep_root = run_dirs[0].parent
+    result = vr("compare", str(sweep_root), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (sweep_root / "compare" / "report.md").read_text()
+    assert "| model=lenet5 | 2 |" in report and "| model=lenet5_modern | 2 |" in report and "(n < 3)" in report
+    assert (sweep_root / "compare" / "curves.png").is_file() and "val/acc1" in scalar_tags(
+        sweep_root / "compare" / "model=lenet5_modern"
+    )
+
+
+def hparams_session(run_dir: Path) -> tuple[dict, set[str]]:
+    """What TensorBoard's HParams tab reads from a run: its hyper-parameter values and metric names."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    return dict(session.session_start_info.hparams), {m.name.tag for m in experiment.metric_infos}
 
 
 USER_MODEL = """
@@ -168,3 +198,7 @@ def test_run_directory_names_are_path_safe():
 
     assert path_safe("timm:resnet18_mnist") == "timm-resnet18_mnist"
     assert path_safe("data.root=/data/mnist,seed=1") == "data.root=-data-mnist,seed=1"
+    # A sweep over many overrides: the name stays under the file systems' 255 bytes, and distinct runs stay distinct.
+    long_a, long_b = ",".join(f"model.option_{i}=value_{i}" for i in range(30)), "x" + ",".join(["a=1"] * 80)
+    assert len(path_safe(long_a)) == len(path_safe(long_b)) == 160
+    assert path_safe(long_a) != path_safe(long_a.replace("value_29", "value_30"))

@@ -57,3 +57,23 @@ def test_experiment_composes_into_options_its_task_and_data_accept(path):
     unknown = set(cfg.data) - {"name"} - set(DATAMODULES.options(cfg.data.name))
     assert not unknown, f"{path.name}: data keys {sorted(unknown)}"
     assert cfg.model.name in list_models()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "run_name"),
+    [
+        ([], "classification_lenet5_modern_mnist"),
+        (["experiment=fcn_shapes"], "fcn8s_resnet18_shapes"),
+        (["experiment=fcn_shapes", "task.head.variant=32s"], "fcn32s_resnet18_shapes"),
+        (["experiment=yolo_shapes"], "yolo_v1_resnet18_shapes"),
+        (["experiment=yolo_shapes_anchors"], "yolo_anchors_resnet18_shapes"),
+        (["experiment=localize_shapes"], "localization_resnet18_shapes"),
+        (["model=timm", "model.name=timm:resnet18", "data=digits"], "classification_timm-resnet18_digits"),
+    ],
+)
+def test_run_names_tell_tasks_and_heads_apart(overrides, run_name):
+    import vision_research.cli  # noqa: F401  (registers the path_safe resolver)
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    assert cfg.run_name == run_name

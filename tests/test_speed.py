@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 
 from vision_research import speed
 from vision_research.cli import config_dir
-from vision_research.speed import SpeedOptions, resolve_precision
+from vision_research.speed import SpeedOptions, resolve_precision, speed_options
 from vision_research.tasks import ImageClassifier
 from vision_research.train import trainer_options
 
@@ -69,3 +69,21 @@ def test_speed_options_compile_in_place_and_keep_the_checkpoint_keys():
     SpeedOptions(channels_last=False, compile=True).setup(None, task, "fit")
     assert task._compiled_call_impl is not None  # compiled lazily, at the first call
     assert list(task.state_dict()) == keys
+
+
+def test_speed_options_flush_denormal_floats_to_zero_unless_switched_off():
+    try:
+        torch.set_flush_denormal(False)
+        tiny = torch.tensor([1e-39])  # below float32's smallest normal number, 1.2e-38
+        SpeedOptions(channels_last=False, flush_denormal=False).setup(None, torch.nn.Linear(1, 1), "fit")
+        assert (tiny * 1.0).item() != 0.0
+        SpeedOptions(channels_last=False).setup(None, torch.nn.Linear(1, 1), "fit")  # on by default
+        assert (tiny * 1.0).item() == 0.0 and (torch.tensor([1e-30]) * 1.0).item() == pytest.approx(1e-30)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_speed_options_come_from_a_runs_speed_node_with_defaults_for_older_runs():
+    options = speed_options({"channels_last": False, "compile": False})
+    assert (options.channels_last, options.compile, options.flush_denormal) == (False, False, True)
+    assert speed_options(None).channels_last is True

@@ -12,13 +12,10 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError, VisionResearchError, close_matches
-
-
-def path_safe(text: str) -> str:
-    """A run-directory name from a config value: path separators, ':' and spaces become '-'."""
-    return re.sub(r"[^\w.=,+-]+", "-", str(text)).strip("-")
+from .paths import path_safe
 
 
 def register_resolvers() -> None:
@@ -59,12 +56,18 @@ commands:
   predict   run a checkpoint on images: vr predict ckpt_path=runs/.../checkpoints/last.ckpt input=photos/
             [output=DIR] [batch_size=16] (segmentation: palette PNGs; detection: COCO JSON + drawn boxes;
             classification: predictions.csv)
+  eval      evaluate a checkpoint on its run's test (or val) split, or on other data, into <run>/eval/<split>-<data>/
+            (metrics.json, config.yaml): vr eval ckpt_path=runs/.../checkpoints/last.ckpt [split=test|val]
+            [data=NAME] [data.KEY=VALUE ...] [output=DIR]
   convert   convert annotations between VOC, COCO and YOLO
             (vr convert voc coco VOCdevkit/VOC2012 out/ --set train; vr convert --help)
   data      dataset statistics: vr data stats ROOT [--format auto|coco|voc|yolo] [--set train] [--plot stats.png]
   benchmark inference and training speed (img/s, step-time percentiles), GFLOPs and peak memory of models;
             --compare torchvision|timm measures the reference implementation in the same run
             (vr benchmark resnet18 --compare torchvision; vr benchmark 'resnet*' --csv out.csv; vr benchmark --help)
+  compare   compare the runs under folders (a sweep): groups by the overrides that differ, mean ± std over seeds,
+            the difference to a baseline group with Welch's 95 % interval, curves.png, TensorBoard group means
+            (vr compare runs/sweeps/<date> [--by key,key] [--metrics m,m] [--baseline key=value]; vr compare --help)
 
 Run directories go to runs/ (TensorBoard: tensorboard --logdir runs)."""
 
@@ -104,6 +107,16 @@ def _explain_hydra_error(message: str, base_keys: list[str]) -> str:
         group, option = missing_group.groups()
         matches = close_matches(option, groups[group]) or groups[group]
         return f"unknown {group} '{option}' (configs/{group}/). Did you mean: {', '.join(matches)}?"
+    # Hydra plugin groups (hydra/launcher, hydra/sweeper): their options come from configs/hydra/ and the plugins.
+    plugins = "Hydra's joblib, submitit and optuna plugins install with pip install -e '.[cluster]'"
+    listed = re.search(r"Could not find '(hydra/\w+)/([^']+)'\s+Available options in '\1':\n((?:\t.*\n)*)", message)
+    if listed:
+        group, option, options = listed.group(1), listed.group(2), listed.group(3).split()
+        matches = close_matches(option, options) or options
+        return f"unknown {group} '{option}'. Did you mean: {', '.join(matches)}? ({plugins})"
+    unloaded = re.search(r"Could not load '(hydra/\w+)/([^']+)'", message)
+    if unloaded:  # one of our configs/hydra/ options names a plugin that is not installed
+        return f"{unloaded.group(1)} '{unloaded.group(2)}' is not installed ({plugins})"
     missing_key = re.search(r"Could not override '([^']+)'", message) or re.search(
         r"Key '([^']+)' is not in struct", message
     )
@@ -115,7 +128,8 @@ def _explain_hydra_error(message: str, base_keys: list[str]) -> str:
     return message.strip().splitlines()[0] if message.strip() else "invalid override"
 
 
-def _flat_keys(node: object, prefix: str = "") -> list[str]:
+def flat_keys(node: object, prefix: str = "") -> list[str]:
+    """Every key of a DictConfig, nested ones dotted (``splits``, ``splits.train``)."""
     from omegaconf import DictConfig
 
     keys = []
@@ -123,8 +137,18 @@ def _flat_keys(node: object, prefix: str = "") -> list[str]:
         for key in node:
             path = f"{prefix}{key}"
             keys.append(path)
-            keys.extend(_flat_keys(node._get_node(key), path + "."))
+            keys.extend(flat_keys(node._get_node(key), path + "."))
     return keys
+
+
+def _override_values(override: Any) -> list[str]:
+    """The values to compose a parsed override with: its value, each value of a choice or range sweep, or the two
+    ends of an interval (which Hydra's Optuna sweeper samples between)."""
+    if override.is_interval_sweep():
+        return [str(override.value().start), str(override.value().end)]
+    if override.is_sweep_override():
+        return list(override.sweep_string_iterator())
+    return [override.get_value_element_as_str()]
 
 
 def validate_overrides(overrides: list[str], config_name: str = "train") -> None:
@@ -139,21 +163,15 @@ def validate_overrides(overrides: list[str], config_name: str = "train") -> None
     except HydraException as err:
         raise ConfigError(f"cannot parse the overrides: {str(err).splitlines()[0]}") from None
     # One value per sweep gives the base; then each further value of each sweep on its own.
-    base = [
-        o.get_key_element()
-        + "="
-        + (next(iter(o.sweep_string_iterator())) if o.is_sweep_override() else o.get_value_element_as_str())
-        for o in parsed
-    ]
+    base = [f"{o.get_key_element()}={_override_values(o)[0]}" for o in parsed]
     variants = [base]
     for i, override in enumerate(parsed):
-        if override.is_sweep_override():
-            for value in list(override.sweep_string_iterator())[1:]:
-                variants.append([*base[:i], f"{override.get_key_element()}={value}", *base[i + 1 :]])
+        for value in _override_values(override)[1:]:
+            variants.append([*base[:i], f"{override.get_key_element()}={value}", *base[i + 1 :]])
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         defaults = compose(config_name=config_name)
-        base_keys = _flat_keys(defaults)
+        base_keys = flat_keys(defaults)
         for variant in variants:
             try:
                 composed = compose(
@@ -182,39 +200,57 @@ def _check_value_types(parsed: list, defaults: object, composed: object) -> None
 
 
 def _check_launch() -> None:
-    """Processes started by torchrun or srun need one run directory for all ranks."""
+    """Processes started by torchrun or srun need one run (or sweep) directory for all ranks; the tasks of one
+    submitit job (hydra/launcher=slurm) share theirs already."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     hydra_cfg = HydraConfig.get()
     external = max(int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("SLURM_STEP_NUM_TASKS", 1)))
-    if external > 1 and not any(o.startswith("hydra.run.dir=") for o in hydra_cfg.overrides.hydra):
+    key = "hydra.run.dir" if hydra_cfg.mode == RunMode.RUN else "hydra.sweep.dir"
+    if (
+        external > 1
+        and not os.environ.get("SUBMITIT_EXECUTOR")
+        and not any(o.startswith(f"{key}=") for o in hydra_cfg.overrides.hydra)
+    ):
         raise ConfigError(
             f"this is one of {external} processes started by torchrun/srun, which must share one run directory: "
-            "add hydra.run.dir=runs/<name> (the default name holds the start time, which differs between processes)"
+            f"add {key}=runs/<name> (the default name holds the start time, which differs between processes)"
         )
 
 
-def _run_job(cfg: object) -> dict:
-    """The body of one Hydra job: train, and turn our errors into one clean line."""
+def metrics_line(metrics: dict[str, float], prefixes: tuple[str, ...]) -> str:
+    """The figures whose names start with ``prefixes``, on one line; per-class ones (test/iou_<class>) stay in
+    metrics.json and TensorBoard."""
+    shown = {k: v for k, v in metrics.items() if k.startswith(prefixes) and "/iou_" not in k}
+    return "  " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items()))
+
+
+def _run_job(cfg: object) -> dict[str, Any] | float:
+    """The body of one Hydra job: take this job's share of the cores, train, and turn our errors into one clean
+    line. Returns the run's summary, or the value of ``optimized_metric`` when the config names one (for a
+    sweeper such as Optuna's)."""
     from hydra.core.hydra_config import HydraConfig
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+    from .sweeps import optimized_value, restore_start_method, share_cores
     from .train import train
 
-    run_dir = HydraConfig.get().runtime.output_dir
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         _check_launch()
+        restore_start_method()
+        share_cores(cfg)
         summary = train(cfg, run_dir)
+        objective = optimized_value(summary["metrics"], cfg.optimized_metric)
     except (VisionResearchError, MisconfigurationException) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     if rank_zero_only.rank == 0:
-        # Per-class figures (test/iou_<class>) stay in metrics.json and TensorBoard; the console gets the summary.
-        shown = {k: v for k, v in summary["metrics"].items() if k.startswith(("test/", "best/")) and "/iou_" not in k}
-        print(f"run: {run_dir} ({summary['seconds']:.1f} s)")
-        print("  " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items())))
-    return summary
+        print(f"run: {run_dir} ({summary['seconds']:.1f} s, torch threads: {summary['threads']})")
+        print(metrics_line(summary["metrics"], ("test/", "best/")))
+    return summary if objective is None else objective
 
 
 def cmd_train(args: list[str]) -> int:
@@ -404,6 +440,48 @@ def cmd_benchmark(args: list[str]) -> int:
     return 0
 
 
+def cmd_compare(args: list[str]) -> int:
+    """``vr compare ROOT [ROOT ...]``: group runs, seed statistics against a baseline, curves, TensorBoard means."""
+    from rich.console import Console
+    from rich.progress import track
+
+    from .analysis.compare import compare_runs
+    from .analysis.report import legend, rich_table, unfinished_lines, write_report
+    from .analysis.runs import load_runs
+
+    parser = _argument_parser(
+        "vr compare",
+        "Compare the runs under one or more folders: groups by the overrides that differ (the seed excepted), "
+        "mean ± std per group, Welch's 95 %% interval of the difference to a baseline group, learning curves.",
+    )
+    parser.add_argument("roots", nargs="+", metavar="ROOT", help="folders holding run directories (a sweep, runs/)")
+    parser.add_argument("--by", default="", help="group by these comma-separated keys (task.head.variant,seed ...)")
+    parser.add_argument("--metrics", default="", help="comma-separated metrics (default: the task's main ones)")
+    parser.add_argument("--baseline", default=None, help="key=value[,key=value] of the baseline group (default: first)")
+    parser.add_argument("--eval", default=None, metavar="NAME", help="read each run's eval/NAME/metrics.json (vr eval)")
+    parser.add_argument("--output", default=None, help="where the report goes (default: FIRST_ROOT/compare)")
+    options = parser.parse_args(args)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: the whole table, unwrapped
+        console = Console(width=max(console.width, 240))
+
+    def progress(text: str) -> Callable[[list], object]:
+        """A transient progress bar over a list (shown from 5 items on)."""
+        return lambda items: track(items, description=text, console=console, transient=True, disable=len(items) < 5)
+
+    metrics_name = f"eval/{options.eval}/metrics.json" if options.eval else "metrics.json"
+    runs = load_runs(options.roots, metrics_name, progress=progress("reading runs"))
+    by, metrics = (list(filter(None, text.split(","))) for text in (options.by, options.metrics))
+    comparison = compare_runs(runs, by, metrics, options.baseline)
+    console.print(rich_table(comparison))
+    for line in [*legend(comparison), *unfinished_lines(comparison.unfinished)]:
+        console.print(line, highlight=False)
+    output = Path(options.output) if options.output else Path(options.roots[0]) / "compare"
+    written = write_report(comparison, options.roots, output, progress=progress("reading curves"))
+    console.print(f"written: {', '.join(map(str, written))}; TensorBoard group means in {output}/<group>/")
+    return 0
+
+
 def _key_values(args: list[str], allowed: dict[str, str | None], command: str) -> dict[str, str]:
     """``key=value`` arguments; unknown keys get close matches, missing required ones (None default) an error."""
     values: dict[str, str] = {}
@@ -414,9 +492,11 @@ def _key_values(args: list[str], allowed: dict[str, str | None], command: str) -
             hint = f" Did you mean: {', '.join(matches)}?" if matches else f" Keys: {', '.join(allowed)}"
             raise ConfigError(f"vr {command}: expected key=value with a known key; got '{arg}'.{hint}")
         values[key] = value
-    missing = [k for k, default in allowed.items() if default is None and k not in values]
+    required = [k for k, default in allowed.items() if default is None]
+    missing = [k for k in required if k not in values]
     if missing:
-        raise ConfigError(f"vr {command}: {', '.join(missing)} missing (e.g. vr {command} ckpt_path=... input=...)")
+        example = " ".join(f"{k}=..." for k in required)
+        raise ConfigError(f"vr {command}: {', '.join(missing)} missing (e.g. vr {command} {example})")
     return {**{k: v for k, v in allowed.items() if v is not None}, **values}
 
 
@@ -432,13 +512,45 @@ def cmd_predict(args: list[str]) -> int:
     return 0
 
 
+def cmd_eval(args: list[str]) -> int:
+    """``vr eval ckpt_path=... [split=test|val] [data=NAME] [data.KEY=VALUE ...] [output=DIR]``."""
+    import logging
+
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from .evaluate import evaluate
+
+    data_overrides = [a.removeprefix("data.") for a in args if a.startswith("data.")]
+    options = _key_values(
+        [a for a in args if not a.startswith("data.")],
+        {"ckpt_path": None, "split": "test", "data": "", "output": ""},
+        "eval",
+    )
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)  # no GPU/TPU notices and tips around the summary
+    try:
+        summary = evaluate(
+            options["ckpt_path"], options["split"], options["data"] or None, data_overrides, options["output"] or None
+        )
+    except MisconfigurationException as err:
+        raise ConfigError(str(err).strip().splitlines()[0]) from None
+    finally:
+        lightning_log.setLevel(level)
+    print(f"eval: {summary['output']} ({summary['seconds']:.1f} s)")
+    print(metrics_line(summary["metrics"], (f"{summary['split']}/",)))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": cmd_train,
     "models": cmd_models,
     "predict": cmd_predict,
+    "eval": cmd_eval,
     "convert": cmd_convert,
     "data": cmd_data,
     "benchmark": cmd_benchmark,
+    "compare": cmd_compare,
 }
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,14 +37,46 @@ from .data.transforms import (
 from .errors import ConfigError, DataError
 from .metrics.detection import detections_to_coco
 from .tasks import TASKS
+from .train import import_user_modules
+
+
+def run_directory(checkpoint: Path) -> Path:
+    """The run directory of ``checkpoint``: the folder holding ``config.yaml``, above ``checkpoints/`` or beside it."""
+    for folder in (checkpoint.parent.parent, checkpoint.parent):
+        if (folder / "config.yaml").is_file():
+            return folder
+    raise DataError(
+        f"{checkpoint}: no config.yaml in its run directory; the checkpoint must stay in the run it was trained in "
+        "(<run>/checkpoints/)"
+    )
 
 
 def run_config(checkpoint: Path) -> DictConfig:
     """The resolved config saved in the checkpoint's run directory."""
-    for folder in (checkpoint.parent.parent, checkpoint.parent):
-        if (folder / "config.yaml").is_file():
-            return OmegaConf.load(folder / "config.yaml")
-    raise DataError(f"{checkpoint}: no config.yaml in its run directory; predict needs the run it was trained in")
+    return OmegaConf.load(run_directory(checkpoint) / "config.yaml")
+
+
+def load_task(checkpoint: str | Path, device: str = "cpu") -> tuple[DictConfig, L.LightningModule]:
+    """The run config of ``checkpoint`` and its task with the saved weights (the run's ``imports`` imported first).
+
+    A missing file, a run without config.yaml, an unknown ``task.name`` and a file that is not a checkpoint of that
+    task raise one-line ``DataError`` / ``ConfigError`` naming the file.
+    """
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise DataError(f"{checkpoint}: checkpoint not found")
+    cfg = run_config(checkpoint)
+    import_user_modules(list(cfg.get("imports") or []))
+    try:
+        task_class = TASKS.get(cfg.task.name)
+    except ConfigError as err:
+        raise ConfigError(f"{run_directory(checkpoint) / 'config.yaml'}: task.name: {err}") from None
+    try:
+        task = task_class.load_from_checkpoint(checkpoint, map_location=device)
+    except (pickle.UnpicklingError, EOFError, LookupError, RuntimeError) as err:
+        reason = ": ".join([type(err).__name__, *str(err).strip().splitlines()[:1]])
+        raise DataError(f"{checkpoint}: not a checkpoint of a {cfg.task.name} task ({reason})") from None
+    return cfg, task
 
 
 def image_files(source: Path) -> list[Path]:
@@ -65,12 +99,9 @@ class Predictor:
     """A task loaded from a checkpoint, with the evaluation preprocessing of its run."""
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
-        checkpoint = Path(checkpoint)
-        if not checkpoint.is_file():
-            raise DataError(f"{checkpoint}: checkpoint not found")
-        self.cfg = run_config(checkpoint)
+        self.cfg, task = load_task(checkpoint, device)
         self.task_name = self.cfg.task.name
-        self.task = TASKS.get(self.task_name).load_from_checkpoint(checkpoint, map_location=device).eval()
+        self.task = task.eval()
         self.device = device
         data = self.cfg.data
         self.image_size = int(data.get("image_size") or data.get("scene_size") or 224)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
@@ -29,15 +30,22 @@ from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher  # 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from .callbacks import TrainingThroughput
 from .data import create_datamodule
 from .errors import ConfigError, close_matches
 from .models import count_parameters
-from .speed import SpeedOptions, resolve_precision
+from .speed import resolve_precision, speed_options
 from .tasks import TASKS
 
 
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    """The datamodule named by ``cfg.data.name``, with the node's other keys as its options."""
+    data_options = _plain(cfg.data)
+    return create_datamodule(data_options.pop("name"), **data_options)
 
 
 def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
@@ -97,7 +105,8 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
         raise ConfigError(f"callbacks.progress_bar={callbacks_cfg.progress_bar!r}: choose rich, tqdm or none")
     if callbacks_cfg.progress_bar in bars:
         callbacks.append(bars[callbacks_cfg.progress_bar]())
-    callbacks.append(SpeedOptions(channels_last=cfg.speed.channels_last, compile=cfg.speed.compile))
+    callbacks.append(speed_options(_plain(cfg.speed)))
+    callbacks.append(TrainingThroughput())
     return callbacks
 
 
@@ -170,8 +179,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if rank_zero_only.rank == 0:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
-    data_options = _plain(cfg.data)
-    datamodule = create_datamodule(data_options.pop("name"), **data_options)
+    datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     task = build_task(cfg, datamodule)
     logger = (
@@ -186,6 +194,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     trainer.fit(task, datamodule=datamodule)
 
     checkpoint, latest = (c for c in callbacks if isinstance(c, ModelCheckpoint))
+    (throughput,) = (c for c in callbacks if isinstance(c, TrainingThroughput))
     metrics: dict[str, Any] = {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))
     }
@@ -201,8 +210,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "parameters": count_parameters(task),
+        "gflops": throughput.gflops,
+        "train_images_per_second": throughput.images_per_second,
         "precision": str(trainer.precision),
         "processes": trainer.world_size,
+        "threads": torch.get_num_threads(),
         "best_checkpoint": checkpoint.best_model_path or None,
         "tested_checkpoint": tested,
         "seconds": round(time.perf_counter() - started, 2),

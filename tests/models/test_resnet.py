@@ -176,6 +176,23 @@ def test_option_a_shortcut_has_no_parameters_and_zero_pads():
     assert count_parameters(create_model("resnet20", shortcut="C")) > count_parameters(option_b)
 
 
+def test_plain_network_is_the_residual_network_without_its_sums():
+    """§4.1: a plain net has the same convs (same parameters with option A) and no shortcut; each unit is
+    ReLU(branch(x)) where the residual unit is ReLU(branch(x) + x)."""
+    plain, residual = create_model("resnet20", shortcut="none"), create_model("resnet20")
+    assert count_parameters(plain) == count_parameters(residual) == 269_722
+    plain.load_state_dict(residual.state_dict())
+    plain.eval(), residual.eval()
+    unit_plain, unit_residual = plain.layer1[1], residual.layer1[1]
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        branch = unit_residual.bn2(unit_residual.conv2(unit_residual.relu(unit_residual.bn1(unit_residual.conv1(x)))))
+        torch.testing.assert_close(unit_plain(x), torch.relu(branch))
+        torch.testing.assert_close(unit_residual(x), torch.relu(branch + x))
+        assert plain.layer2[0](torch.randn(2, 16, 8, 8)).shape == (2, 32, 4, 4)  # the shape change needs no shortcut
+    assert all(u.downsample is None for u in units(plain))
+
+
 @pytest.mark.parametrize("depth", [50, 101])
 def test_paper_layout_strides_the_first_1x1(depth):
     v15, paper = create_model(f"resnet{depth}"), create_model(f"resnet{depth}_paper")

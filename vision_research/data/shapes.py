@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError
+from ..paths import data_cache_dir
 from .annotations import AnnotationSet, ImageRecord, ObjectAnnotation
 from .coco import CocoDataModule
 from .detection import AnnotatedDataModule, MaskReader
@@ -38,10 +38,6 @@ from .yolo import YoloDataModule
 
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 READY = "READY.json"
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("VR_DATA_DIR", "~/.cache/vision_research")).expanduser()
 
 
 def _rle(mask: np.ndarray) -> dict:
@@ -112,7 +108,7 @@ def generate_shapes(
         raise ConfigError(f"shapes: every split needs at least one image; got {params}")
     if root is None:
         digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
-        root = default_data_dir() / f"shapes_{image_size}px_{digest}"
+        root = data_cache_dir() / f"shapes_{image_size}px_{digest}"
     root = Path(root).expanduser()
     if (root / READY).is_file():
         if json.loads((root / READY).read_text()) != params:

@@ -10,7 +10,8 @@
       ``resnet50`` / ``resnet101`` / ``resnet152``: bottleneck units (1×1, 3×3, 1×1, ×4 maps out),
       [3,4,6,3] / [3,4,23,3] / [3,8,36,3]. BN after every conv, before the ReLU (§3.4).
     - Shortcuts (§3.3): identity, and where the shape changes a 1×1 projection + BN (option B, the paper's
-      choice for Table 1's models). ``shortcut="A"`` zero-pads, ``"C"`` projects on every unit (Table 3).
+      choice for Table 1's models). ``shortcut="A"`` zero-pads, ``"C"`` projects on every unit (Table 3);
+      ``"none"`` removes shortcut and sum: the paper's plain networks of the same depth (§4.1, Fig. 3 middle).
     - **Where the stride goes.** The unsuffixed names are torchvision's weight-compatible layout, "ResNet v1.5"
       (fb.resnet.torch): a bottleneck unit that downsamples strides its 3×3. ``resnet50_paper``,
       ``resnet101_paper``, ``resnet152_paper`` stride the first 1×1 instead, as the paper's conv3_1/conv4_1/conv5_1
@@ -72,7 +73,7 @@ from .layers import DropPath, SEModule, make_divisible
 from .registry import register_model
 from .scaling import scale_depths, scale_widths
 
-SHORTCUTS = ("A", "B", "C")
+SHORTCUTS = ("A", "B", "C", "none")  # none: the plain network of §4.1 (no shortcut, no sum)
 _TIMM_PREACT_UNIT = re.compile(r"stages\.(\d+)\.blocks\.(\d+)\.(norm|conv|downsample\.conv)(\d?)\.(.+)")
 
 # One conv of a residual branch: in_chs, out_chs, kernel_size, stride, groups.
@@ -99,13 +100,14 @@ class ZeroPadShortcut(nn.Module):
 
 
 def make_shortcut(in_chs: int, out_chs: int, stride: int, kind: str, norm: bool) -> nn.Module | None:
-    """The shortcut of a unit: ``None`` (identity), option A (zero-pad) or a 1×1 projection (B, C) + BN if ``norm``.
+    """The shortcut of a unit: ``None`` (identity, or no shortcut at all for ``"none"``), option A (zero-pad) or
+    a 1×1 projection (B, C) + BN if ``norm``.
 
     A and B project only where the shape changes; C projects on every unit.
     """
     if kind not in SHORTCUTS:
         raise ValueError(f"shortcut={kind!r}: choose one of {', '.join(SHORTCUTS)}")
-    if kind != "C" and stride == 1 and in_chs == out_chs:
+    if kind == "none" or (kind != "C" and stride == 1 and in_chs == out_chs):
         return None
     if kind == "A":
         return ZeroPadShortcut(in_chs, out_chs, stride)
@@ -149,6 +151,7 @@ class ResidualUnit(nn.Module):
         self.se = SEModule(unit_out, rd_ratio=se_ratio) if se_ratio else None
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.downsample = make_shortcut(unit_in, unit_out, unit_stride, shortcut, norm=not preact)
+        self.residual = shortcut != "none"
         self._layers = [(f"conv{i}", f"bn{i}") for i in range(1, len(convs) + 1)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,7 +174,8 @@ class ResidualUnit(nn.Module):
                     x = self.relu(x)
         if self.se is not None:
             x = self.se(x)
-        x = self.drop_path(x) + shortcut
+        if self.residual:
+            x = self.drop_path(x) + shortcut
         return x if self.preact else self.relu(x)
 
 

@@ -14,7 +14,9 @@ from ..optim import build_optimizer, build_scheduler
 
 class VisionTask(L.LightningModule):
     """Base of the tasks: ``monitor`` names the primary metric; hparams hold ``pretrained``,
-    ``pretrained_source``, ``optimizer`` and ``scheduler`` (dicts described in :mod:`vision_research.optim`)."""
+    ``pretrained_source``, ``optimizer`` and ``scheduler`` (dicts described in :mod:`vision_research.optim`).
+    A task's ``val_metrics`` / ``test_metrics`` (a torchmetrics ``Metric`` or ``MetricCollection``), if it keeps
+    them there, are reset as each evaluation epoch starts (:meth:`_fresh_metrics`)."""
 
     monitor: str
     monitor_mode: str = "max"
@@ -35,6 +37,24 @@ class VisionTask(L.LightningModule):
             report = load_pretrained(self.pretrained_module(), path, self.hparams.pretrained_source)
             self.print(f"pretrained weights from {path}: {report}")
             self._pretrained_loaded = True
+
+    def _fresh_metrics(self, stage: str) -> None:
+        """New states for the ``<stage>_metrics``, made in the grad mode of the loop that is about to update them.
+
+        ``trainer.validate`` and ``trainer.test`` run under ``torch.inference_mode``, where torchmetrics' reset at
+        the epoch's end re-creates the states as inference tensors; a later loop under ``no_grad`` (the validation
+        of ``trainer.fit``, its sanity check first) would then fail at the first in-place update (``MeanMetric``,
+        the confusion matrix): "Inplace update to inference tensor outside InferenceMode".
+        """
+        metrics = getattr(self, f"{stage}_metrics", None)
+        if metrics is not None:
+            metrics.reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self._fresh_metrics("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._fresh_metrics("test")
 
     def _logging_images(self) -> bool:
         """Whether this validation epoch logs pictures (``log_images_every_n_epochs``, a TensorBoard logger)."""

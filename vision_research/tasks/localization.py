@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from torchvision.ops import box_area, box_iou
 
@@ -92,13 +92,15 @@ class LocalizationNet(nn.Module):
         return self.classifier(pooled), self.box_head(pooled).sigmoid()
 
 
-def _metrics(num_classes: int) -> nn.ModuleDict:
-    return nn.ModuleDict(
+def _metrics(num_classes: int) -> MetricCollection:
+    """acc1, iou and loc_acc, each updated on its own (no compute groups)."""
+    return MetricCollection(
         {
             "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
             "iou": MeanMetric(),
             "loc_acc": MeanMetric(),
-        }
+        },
+        compute_groups=False,
     )
 
 
@@ -169,7 +171,7 @@ class ObjectLocalizer(VisionTask):
         self.log("train/acc1", self.train_acc1, on_step=False, on_epoch=True)
         return loss
 
-    def _evaluate(self, batch: tuple[Tensor, list[dict[str, Tensor]]], stage: str, metrics: nn.ModuleDict) -> None:
+    def _evaluate(self, batch: tuple[Tensor, list[dict[str, Tensor]]], stage: str, metrics: MetricCollection) -> None:
         images, targets = batch
         logits, boxes = self(images)
         objects = largest_objects(targets, images.device)

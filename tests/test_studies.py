@@ -1,0 +1,56 @@
+"""The ablation studies of experiments/: each study's sweep composes for every variant, and each variant trains
+and evaluates one step (Lightning's fast_dev_run) with small data."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from vision_research.cli import config_dir
+from vision_research.train import train
+
+STUDIES = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("study_*.yaml"))
+
+
+def sweep_values(experiment: str) -> dict[str, list[str]]:
+    """The study's ``hydra.sweeper.params``, each key with its list of values."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    params = dict(cfg.hydra.sweeper.params)
+    parsed = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
+    return {key: list(override.sweep_string_iterator()) for key, override in zip(params, parsed, strict=True)}
+
+
+def test_every_study_sweeps_one_factor_over_seeds():
+    assert len(STUDIES) >= 6
+    for study in STUDIES:
+        values = sweep_values(study)
+        assert len(values.get("seed", [])) >= 3, f"{study}: fewer than 3 seeds"
+        assert len(values) == 2, f"{study}: one factor and the seeds, got {sorted(values)}"
+
+
+SMALL_SHAPES = ["data.num_train=8", "data.num_val=4", "data.num_test=4"]
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_each_variant_of_the_study_trains_one_step(study, tmp_path_factory):
+    values = sweep_values(study)
+    (factor,) = [key for key in values if key != "seed"]
+    shapes_root = tmp_path_factory.getbasetemp() / "shapes"
+    for value in values[factor]:
+        overrides = [
+            f"experiment={study}",
+            f"{factor}={value}",
+            "+trainer.fast_dev_run=1",
+            "callbacks.progress_bar=none",
+        ]
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=overrides)
+        small = [*SMALL_SHAPES, f"data.root={shapes_root}_{cfg.data.num_train}"] if cfg.data.name == "shapes" else []
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=[*overrides, *small, "data.batch_size=4", "data.eval_batch_size=4"])
+        run_dir = tmp_path_factory.mktemp(f"{study}-{value}".replace("/", "-"))
+        summary = train(cfg, run_dir)
+        assert summary["global_step"] == 1, f"{study} {factor}={value}"
+        assert any(k.startswith("test/") for k in summary["metrics"]), f"{study} {factor}={value}: no test metrics"

@@ -1,0 +1,5 @@
+"""Lightning callbacks of the framework (the ones Lightning itself has are used as they are)."""
+
+from .throughput import TrainingThroughput
+
+__all__ = ["TrainingThroughput"]

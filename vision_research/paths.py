@@ -1,0 +1,25 @@
+"""File-system names made from config values and labels."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+MAX_NAME_LENGTH = 160  # file systems allow 255 bytes per name; a sweep over many overrides can exceed that
+
+
+def path_safe(text: str) -> str:
+    """A file or folder name from ``text``: path separators, ':' and spaces become '-' (``timm:resnet18``,
+    ``data.root=/a/b``, group labels); a name longer than 160 characters is cut and ends in a hash of the whole."""
+    name = re.sub(r"[^\w.=,+-]+", "-", str(text)).strip("-")
+    if len(name) <= MAX_NAME_LENGTH:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return f"{name[: MAX_NAME_LENGTH - 11]}-{digest}"
+
+
+def data_cache_dir() -> Path:
+    """Where generated and cached data go: ``$VR_DATA_DIR``, default ``~/.cache/vision_research``."""
+    return Path(os.environ.get("VR_DATA_DIR", "~/.cache/vision_research")).expanduser()
