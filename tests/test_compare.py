@@ -184,3 +184,24 @@ def test_a_comparison_without_any_finished_run_says_so(tmp_path):
     write_run(tmp_path / "0_a", ["lr=1"], {"seed": 0})
     with pytest.raises(ConfigError, match="no run finished among 1 .*0_a: did not finish"):
         compare_runs(load_runs([tmp_path]))
+
+
+def test_eval_option_compares_the_runs_vr_eval_results(tmp_path):
+    """--eval NAME reads <run>/eval/NAME/metrics.json (what vr eval writes) and groups by the runs' own overrides."""
+    for job, (width, seed) in enumerate((w, s) for w in (1, 2) for s in range(3)):
+        folder = tmp_path / f"{job}_w{width}_s{seed}"
+        write_run(
+            folder,
+            [f"model.width={width}", f"seed={seed}"],
+            {"seed": seed, "model": {"width": width}},
+            metrics={"test/acc1": 0.5},
+        )
+        if job != 5:  # the last run was not evaluated
+            (folder / "eval" / "test-digits").mkdir(parents=True)
+            summary = {"metrics": {"test/acc1": 0.1 * width + 0.01 * seed}, "split": "test", "seconds": 1.0}
+            (folder / "eval" / "test-digits" / "metrics.json").write_text(json.dumps(summary))
+    comparison = compare_runs(load_runs([tmp_path], "eval/test-digits/metrics.json"), metrics=["test/acc1"])
+    assert comparison.groups == ["model.width=1", "model.width=2"]
+    assert comparison.table.loc["model.width=1", "test/acc1 mean"] == pytest.approx(0.11)
+    assert comparison.table.loc["model.width=2", "test/acc1 mean"] == pytest.approx(0.205)  # seeds 0, 1
+    assert [run.problem for run in comparison.unfinished] == ["no eval/test-digits/metrics.json"]

@@ -124,7 +124,6 @@ def test_classification_on_another_data_set(runs, capsys):
     assert config["model"] == yaml.safe_load((runs["classification"] / "config.yaml").read_text())["model"]
 
 
-
 @pytest.mark.parametrize(("task", "metric"), [("segmentation", "test/miou"), ("detection", "test/map_50")])
 def test_dense_tasks_reproduce_the_test_figures(runs, capsys, task, metric):
     trained = _summary(runs[task])

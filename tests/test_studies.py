@@ -54,3 +54,20 @@ def test_each_variant_of_the_study_trains_one_step(study, tmp_path_factory):
         summary = train(cfg, run_dir)
         assert summary["global_step"] == 1, f"{study} {factor}={value}"
         assert any(k.startswith("test/") for k in summary["metrics"]), f"{study} {factor}={value}: no test metrics"
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_each_study_folder_holds_the_report_of_its_current_sweep(study):
+    """experiments/<name>/ holds the README with the study's command, and the committed vr compare report has one
+    group per variant of the sweep, each with every seed."""
+    import pandas as pd
+
+    folder = Path(config_dir()).parent / "experiments" / study.removeprefix("study_")
+    readme = (folder / "README.md").read_text()
+    assert f"vr train -m experiment={study}" in readme and "![learning curves](curves.png)" in readme
+    assert (folder / "curves.png").is_file()
+    values = sweep_values(study)
+    (factor,) = [key for key in values if key != "seed"]
+    report = pd.read_csv(folder / "report.csv", index_col="group", dtype={"n": int})
+    assert list(report.index) == [f"{factor.lstrip('+')}={value}" for value in values[factor]]
+    assert (report["n"] == len(values["seed"])).all(), f"{study}: a run is missing from the report"

@@ -1,5 +1,4 @@
-"""Fast defaults that are safe to turn on: mixed precision the hardware runs natively, channels-last memory,
-denormal floats flushed to zero on the CPU.
+"""Fast defaults that are safe to turn on: mixed precision the hardware runs natively, channels-last memory.
 
 ``trainer.precision: auto`` (configs/trainer/default.yaml) resolves here, once, to a Lightning precision string:
 bf16 autocast on GPUs that support it (fp16 with loss scaling on older ones) and on CPUs with native bf16
@@ -8,6 +7,7 @@ instructions (AVX512-BF16 or AMX), full fp32 everywhere else. ``vr benchmark`` s
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,25 +54,18 @@ def to_channels_last(module: nn.Module) -> nn.Module:
 
 
 class SpeedOptions(Callback):
-    """Puts the task's weights in channels-last order, flushes denormal floats to zero and optionally compiles the
-    task, before fitting or evaluating.
+    """Puts the task's weights in channels-last order and optionally compiles it, before fitting or evaluating.
 
     ``channels_last`` is the framework's default (``speed.channels_last``); inputs need no conversion, since a
-    convolution whose weights are channels-last gives channels-last outputs. ``flush_denormal`` (default on) makes
-    the CPU treat floats below 1.2e-38 as zero: real data and weight decay produce such values in gradients and
-    moments, and x86 CPUs compute with them many times slower (measured: a ResNet-20 on 16×16 MNIST digits trains
-    at 169 img/s without, 624 with; on random inputs 599 and 665). ``compile`` wraps the module's forward with
-    ``torch.compile`` in place (``nn.Module.compile``), so checkpoints keep their key names.
+    convolution whose weights are channels-last gives channels-last outputs. ``compile`` wraps the module's
+    forward with ``torch.compile`` in place (``nn.Module.compile``), so checkpoints keep their key names.
     """
 
-    def __init__(self, channels_last: bool = True, compile: bool = False, flush_denormal: bool = True) -> None:
+    def __init__(self, channels_last: bool = True, compile: bool = False) -> None:
         self.channels_last = channels_last
         self.compile = compile
-        self.flush_denormal = flush_denormal
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.flush_denormal:
-            torch.set_flush_denormal(True)  # process-wide; a no-op (False) on CPUs without the SSE3 switch
         if self.channels_last:
             to_channels_last(pl_module)
         if self.compile and getattr(pl_module, "_compiled_call_impl", None) is None:
@@ -80,5 +73,7 @@ class SpeedOptions(Callback):
 
 
 def speed_options(speed: Mapping[str, Any] | None) -> SpeedOptions:
-    """The callback for a run's ``speed`` config node; keys a run predates take their defaults."""
-    return SpeedOptions(**dict(speed or {}))
+    """The callback for a run's ``speed`` config node; keys a run predates take their defaults, keys of options
+    since removed (``flush_denormal``) are ignored."""
+    known = inspect.signature(SpeedOptions).parameters
+    return SpeedOptions(**{key: value for key, value in dict(speed or {}).items() if key in known})

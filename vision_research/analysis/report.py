@@ -189,10 +189,12 @@ def plot_curves(curves: dict[str, dict[str, pd.DataFrame]], groups: Sequence[str
         ax.set_title(f"{tag}: mean over seeds, min–max band")
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize="small", frameon=False)
-    rows_of_legend = math.ceil(len(labels) / 3) if labels else 0
-    fig.tight_layout(rect=(0, 0.06 * rows_of_legend, 1, 1))
-    fig.savefig(path, dpi=150)
+    fig.tight_layout()
+    columns = max(1, min(len(labels), int(11 * len(tags) // max(map(len, labels), default=1)) or 1))
+    fig.legend(
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=columns, fontsize="small", frameon=False
+    )
+    fig.savefig(path, dpi=150, bbox_inches="tight")  # the legend below the panels is inside the picture
     plt.close(fig)
     return path
 

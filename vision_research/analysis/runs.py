@@ -107,9 +107,9 @@ def _group_choices(run_dir: Path) -> dict[str, Any]:
     return {k: v for k, v in choices.items() if not k.startswith("hydra")}
 
 
-def _problem(summary: dict[str, Any] | None, metrics_file: Path) -> str | None:
+def _problem(summary: dict[str, Any] | None, metrics_name: str) -> str | None:
     if summary is None:
-        return f"did not finish (no {metrics_file.name})"
+        return "did not finish (no metrics.json)" if metrics_name == "metrics.json" else f"no {metrics_name}"
     bad = [k for k, v in summary.get("metrics", {}).items() if isinstance(v, float) and not math.isfinite(v)]
     return f"non-finite metrics: {', '.join(sorted(bad))}" if bad else None
 
@@ -126,7 +126,7 @@ def load_run(run_dir: Path, metrics_name: str = "metrics.json") -> Run:
             summary = json.loads(metrics_file.read_text())
         except json.JSONDecodeError as err:
             raise DataError(f"{metrics_file}: not valid JSON ({err})") from None
-    return Run(run_dir, settings, _overrides(run_dir), summary, _problem(summary, metrics_file))
+    return Run(run_dir, settings, _overrides(run_dir), summary, _problem(summary, metrics_name))
 
 
 def load_runs(
