@@ -311,7 +311,7 @@ def _argument_parser(prog: str, description: str):
 
 def cmd_convert(args: list[str]) -> int:
     """``vr convert SRC_FORMAT DST_FORMAT SRC DST``: VOC ⇄ COCO ⇄ YOLO with a summary of what was skipped."""
-    from .data.formats import FORMATS, convert
+    from .data.formats import DISCOVER, FORMATS, convert
 
     parser = _argument_parser("vr convert", "Convert annotations between Pascal VOC, COCO and YOLO txt layouts.")
     parser.add_argument("source_format", choices=FORMATS)
@@ -322,9 +322,16 @@ def cmd_convert(args: list[str]) -> int:
     parser.add_argument("destination", help="output folder")
     parser.add_argument("--set", default="train", help="VOC image set / YOLO sub-folder / COCO output name")
     parser.add_argument("--image-dir", default=None, help="images of a COCO file (default: found beside it)")
-    parser.add_argument("--class-names", default=None, help="comma-separated class names (YOLO without classes.txt)")
+    parser.add_argument(
+        "--class-names",
+        default=None,
+        help=f"comma-separated class names (YOLO without classes.txt; VOC label order), or {DISCOVER} "
+        "(VOC: the sorted names found; default: the 20 VOC classes)",
+    )
     options = parser.parse_args(args)
-    names = options.class_names.split(",") if options.class_names else None
+    names = options.class_names
+    if names and names != DISCOVER:
+        names = names.split(",")
     report = convert(
         options.source,
         options.source_format,

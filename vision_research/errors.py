@@ -21,6 +21,14 @@ class DataError(VisionResearchError, ValueError):
     """Data on disk is missing or malformed; the message names the file and what is wrong."""
 
 
+class TrainingDiverged(VisionResearchError):
+    """A training loss became non-finite (NaN or inf); the message names the step, the loss terms and what to try."""
+
+
+class RunDirectoryInUse(ConfigError):
+    """The run directory already holds a previous run's checkpoints, metrics or TensorBoard events."""
+
+
 def close_matches(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
     """Up to ``n`` entries of ``choices`` that look like ``name`` (case-insensitive), best first."""
     choices = list(choices)

@@ -5,8 +5,12 @@ was trained with. Images are letterboxed (detection, segmentation) or resized an
 (classification) exactly as in evaluation, and the outputs are mapped back to each original image:
 
 - classification → ``predictions.csv`` (file, top-5 classes and probabilities);
-- segmentation → ``<stem>.png`` class maps in the VOC palette, at the original resolution;
-- detection → ``predictions.json`` (COCO results) and ``<stem>.jpg`` with the boxes drawn.
+- segmentation → ``<name>.png`` class maps in the VOC palette, at the original resolution;
+- detection → ``predictions.json`` (COCO results) and ``<name>.jpg`` with the boxes drawn.
+
+``<name>`` is the image's path relative to the input folder, extension kept (``sub/a.jpg`` → ``sub/a.jpg.png``):
+the outputs mirror the folder tree, so ``a.jpg``, ``a.png`` and ``sub/a.jpg`` never overwrite each other. The
+CSV's ``file`` and the JSON's ``file_name`` are this name too.
 """
 
 from __future__ import annotations
@@ -90,6 +94,18 @@ def image_files(source: Path) -> list[Path]:
     raise DataError(f"{source}: no such image file or folder")
 
 
+def output_name(path: Path, source: Path) -> str:
+    """The name ``path`` is reported and written under: relative to the ``source`` folder, extension kept."""
+    return path.relative_to(source).as_posix() if source.is_dir() else path.name
+
+
+def output_file(output: Path, name: str, suffix: str) -> Path:
+    """``output/<name><suffix>`` (``sub/a.jpg`` → ``sub/a.jpg.png``), its folder made."""
+    path = output / f"{name}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _batches(files: Sequence[Path], size: int) -> Iterator[list[Path]]:
     for start in range(0, len(files), size):
         yield list(files[start : start + size])
@@ -143,29 +159,31 @@ def segmentation_maps(logits: torch.Tensor, originals: Sequence[np.ndarray], ima
 
 
 def write_detections(
-    predictor: Predictor, files: Sequence[Path], raw: Any, originals: Sequence[np.ndarray], output: Path, first_id: int
+    predictor: Predictor, names: Sequence[str], raw: Any, originals: Sequence[np.ndarray], output: Path, first_id: int
 ) -> list[list[dict]]:
-    """Per image: COCO results in the original frame (``file_name`` added) and ``<stem>.jpg`` with the boxes."""
+    """Per image: COCO results in the original frame (``file_name``: its name) and ``<name>.jpg`` with the boxes."""
     task = predictor.task
     category_ids = task.hparams.category_ids or list(range(1, task.hparams.num_classes + 1))
     results = []
-    for offset, (path, found, original) in enumerate(zip(files, task.detect(raw), originals, strict=True)):
+    for offset, (name, found, original) in enumerate(zip(names, task.detect(raw), originals, strict=True)):
         height, width = original.shape[:2]
         boxes = boxes_to_original(found["boxes"], height, width, predictor.image_size)
         found = {**found, "boxes": boxes}
         image_results = detections_to_coco(
             [first_id + offset], [boxes], [found["scores"]], [found["labels"]], category_ids
         )
-        results.append([{**r, "file_name": str(path)} for r in image_results])
+        results.append([{**r, "file_name": name} for r in image_results])
         drawn = task.draw(torch.tensor(original).permute(2, 0, 1), found)
-        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(output / f"{path.stem}.jpg", quality=92)
+        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(output_file(output, name, ".jpg"), quality=92)
     return results
 
 
 def predict(checkpoint: str | Path, source: str | Path, output: str | Path | None = None, batch_size: int = 16) -> Path:
     """Predict every image of ``source`` (a file or a folder) and write the results under ``output``."""
     predictor = Predictor(checkpoint)
-    files = image_files(Path(source))
+    source = Path(source)
+    files = image_files(source)
+    names = {path: output_name(path, source) for path in files}
     output = Path(output) if output else Path(checkpoint).parent.parent / "predictions"
     output.mkdir(parents=True, exist_ok=True)
     rows, detections = [], []
@@ -173,14 +191,16 @@ def predict(checkpoint: str | Path, source: str | Path, output: str | Path | Non
         outputs, originals = predictor(chunk)
         if predictor.task_name == "segmentation":
             for path, class_map in zip(chunk, segmentation_maps(outputs, originals, predictor.image_size), strict=True):
-                save_mask_png(class_map, output / f"{path.stem}.png")
+                save_mask_png(class_map, output_file(output, names[path], ".png"))
         elif predictor.task_name == "classification":
-            names = predictor.task.hparams.class_names or [str(i) for i in range(outputs.shape[1])]
+            class_names = predictor.task.hparams.class_names or [str(i) for i in range(outputs.shape[1])]
             top = outputs.softmax(dim=1).topk(min(5, outputs.shape[1]), dim=1)
             for path, scores, labels in zip(chunk, top.values, top.indices, strict=True):
-                rows.append([str(path), *(f"{names[i]}:{s:.4f}" for s, i in zip(scores, labels, strict=True))])
+                rows.append([names[path], *(f"{class_names[i]}:{s:.4f}" for s, i in zip(scores, labels, strict=True))])
         elif predictor.task_name == "detection":
-            detections.extend(write_detections(predictor, chunk, outputs, originals, output, len(detections)))
+            detections.extend(
+                write_detections(predictor, [names[p] for p in chunk], outputs, originals, output, len(detections))
+            )
         else:
             raise ConfigError(f"vr predict does not know the task '{predictor.task_name}'")
     if predictor.task_name == "detection":

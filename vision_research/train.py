@@ -30,9 +30,9 @@ from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher  # 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import TrainingThroughput
+from .callbacks import DivergenceGuard, TrainingThroughput
 from .data import create_datamodule
-from .errors import ConfigError, close_matches
+from .errors import ConfigError, RunDirectoryInUse, close_matches
 from .models import count_parameters
 from .speed import resolve_precision, speed_options
 from .tasks import TASKS
@@ -73,8 +73,8 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.Lightnin
 
 
 def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> list[Callback]:
-    """Checkpoints (best and last), optional early stopping and weight EMA, LR monitor, progress bar, and the
-    speed options (channels-last, compile)."""
+    """Checkpoints (best and last), optional early stopping and weight EMA, LR monitor, progress bar, the speed
+    options (channels-last, compile), throughput, and the stop at a non-finite loss (``cfg.divergence``)."""
     callbacks_cfg = cfg.callbacks
     monitor = callbacks_cfg.checkpoint.monitor or task.monitor
     callbacks: list[Callback] = [
@@ -107,6 +107,7 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
         callbacks.append(bars[callbacks_cfg.progress_bar]())
     callbacks.append(speed_options(_plain(cfg.speed)))
     callbacks.append(TrainingThroughput())
+    callbacks.append(DivergenceGuard(cfg.divergence.max_skipped_steps))
     return callbacks
 
 
@@ -156,6 +157,22 @@ def _checkpoint_to_test(which: str, best: ModelCheckpoint, latest: ModelCheckpoi
     return (best.best_model_path if which == "best" else latest.best_model_path) or None
 
 
+def check_fresh_run_dir(run_dir: Path) -> None:
+    """Refuse a run directory that holds a previous run's checkpoints, ``metrics.json`` or TensorBoard events (what
+    Hydra writes before the run — ``.hydra/``, its log — and a ``config.yaml`` are no results)."""
+    results = sorted(
+        p.relative_to(run_dir).as_posix()
+        for p in [run_dir / "metrics.json", *run_dir.glob("checkpoints/*"), *run_dir.glob("events.out.tfevents.*")]
+        if p.is_file()
+    )
+    if results:
+        shown = ", ".join(results[:3]) + (", ..." if len(results) > 3 else "")
+        raise RunDirectoryInUse(
+            f"run directory {run_dir} already holds a previous run ({shown}); choose another hydra.run.dir "
+            "(or delete that run)"
+        )
+
+
 def import_user_modules(modules: list[str]) -> None:
     """Import the modules named in ``cfg.imports`` (from the current folder too) so they can register."""
     if modules and "" not in sys.path and str(Path.cwd()) not in sys.path:
@@ -174,9 +191,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     started = time.perf_counter()
     import_user_modules(list(cfg.imports))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    # With DDP every process runs this function on the same run directory; rank 0 writes (Lightning reads the
-    # rank from the launcher's environment: LOCAL_RANK, RANK or SLURM_PROCID).
+    # With DDP every process runs this function on the same run directory; rank 0 checks that it starts afresh and
+    # writes (Lightning reads the rank from the launcher's environment: LOCAL_RANK, RANK or SLURM_PROCID; the ranks
+    # it re-launches join rank 0's run, which has written config.yaml by then).
     if rank_zero_only.rank == 0:
+        check_fresh_run_dir(run_dir)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     datamodule = build_datamodule(cfg)

@@ -136,15 +136,15 @@ def test_predict_writes_coco_json_and_drawn_images(fitted, data, tmp_path):
     Image.fromarray(np.full((40, 100, 3), 90, np.uint8)).save(photos / "wide.jpg")
     assert main(["predict", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"input={photos}"]) == 0
     out = run / "predictions"
-    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "predictions.json", "wide.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png.jpg", "predictions.json", "wide.jpg.jpg"]
     results = json.loads((out / "predictions.json").read_text())
     assert {r["image_id"] for r in results} <= {0, 1}
     for r in results:
         assert r["category_id"] in (1, 2, 3) and 0 <= r["score"] <= 1
         x, y, w, h = r["bbox"]
-        limit = (64, 64) if r["file_name"].endswith("a.png") else (100, 40)
+        limit = (64, 64) if r["file_name"] == "a.png" else (100, 40)
         assert x >= 0 and y >= 0 and x + w <= limit[0] + 1e-3 and y + h <= limit[1] + 1e-3
-    assert Image.open(out / "wide.jpg").size == (100, 40)
+    assert Image.open(out / "wide.jpg.jpg").size == (100, 40)
 
 
 def test_bad_options_are_config_errors():

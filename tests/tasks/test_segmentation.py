@@ -97,15 +97,15 @@ def test_checkpoint_rebuilds_and_predict_writes_palette_pngs(fitted, tmp_path):
     Image.fromarray(np.full((50, 90, 3), 128, np.uint8)).save(photos / "wide.jpg")  # not square: letterboxed
     assert main(["predict", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"input={photos}"]) == 0
     written = sorted(p.name for p in (run / "predictions").iterdir())
-    assert written == ["p0.png", "p1.png", "p2.png", "wide.png"]
-    wide = Image.open(run / "predictions" / "wide.png")
+    assert written == ["p0.png.png", "p1.png.png", "p2.png.png", "wide.jpg.png"]
+    wide = Image.open(run / "predictions" / "wide.jpg.png")
     assert wide.mode == "P" and wide.size == (90, 50)
     # The same image through the task directly gives the same class map.
     images, _ = data.on_after_batch_transfer(next(iter(data.test_dataloader())), 0)
     task.eval()
     with torch.no_grad():
         expected = task(images[:1]).argmax(dim=1)[0].numpy()
-    assert np.array_equal(np.asarray(Image.open(run / "predictions" / "p0.png")), expected)
+    assert np.array_equal(np.asarray(Image.open(run / "predictions" / "p0.png.png")), expected)
     rebuilt = SemanticSegmenter.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
     assert rebuilt.hparams.head == {"variant": "8s", "hidden_channels": 32, "dropout": 0.0}
 

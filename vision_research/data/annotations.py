@@ -99,7 +99,7 @@ class AnnotationSet:
                         f"'{obj.category}'"
                         + (f" (did you mean {', '.join(matches)}?)" if matches else "")
                         + f"; the classes are {self.categories[:10]}{'...' if self.num_classes > 10 else ''}"
-                        " (set class_names to add it)"
+                        " (set class_names to include it, or class_names: discover to use the names found)"
                     )
 
     @property

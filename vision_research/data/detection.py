@@ -120,7 +120,8 @@ class AnnotatedDataModule(L.LightningDataModule):
 
     Subclasses implement ``read_split(split) -> AnnotationSet | None`` (None: the split does not exist)
     and, for segmentation, ``mask_reader``. A missing validation split is cut from
-    train (``val_fraction``, ``split_seed``); a missing test split falls back to validation.
+    train (``val_fraction``, ``split_seed``); a missing test split falls back to validation. A detection
+    split without a single object is a ``DataError`` (wrong paths, not data to train or score on).
     """
 
     def __init__(
@@ -185,6 +186,11 @@ class AnnotatedDataModule(L.LightningDataModule):
                 raise DataError(
                     f"{subset.source}: the {split} split's classes differ from train's "
                     f"({subset.categories[:5]}... vs {names[:5]}...); pass class_names"
+                )
+            if self.task == "detection" and subset.num_objects == 0:
+                raise DataError(
+                    f"{subset.source}: the {split} split's {len(subset.images)} images have no objects at all; "
+                    "check the annotation files and paths (a detection split needs at least one box)"
                 )
         return found
 

@@ -9,9 +9,11 @@ one, so any pair converts through it (``convert``; the ``vr convert`` command):
   and flagged. Corners map to our frame as (xmin − 1, ymin − 1, xmax, ymax).
 - **COCO** (Lin et al. 2014): one instances JSON indexed with pycocotools; boxes xywh in pixels,
   category ids with gaps (mapped to contiguous labels and back through ``AnnotationSet.category_ids``),
-  polygons or RLE for masks, ``iscrowd`` regions kept and flagged.
+  polygons or RLE for masks, ``iscrowd`` regions kept and flagged; image, annotation and category ids must
+  be unique (pycocotools would silently merge entries sharing one).
 - **YOLO** (Darknet / Ultralytics export): ``labels/<stem>.txt`` beside ``images/``, one
-  ``class cx cy w h`` line per object, normalised to [0, 1]; an empty or missing file = no objects; class
+  ``class cx cy w h`` line per object, normalised to [0, 1]; an empty or missing file = no objects (missing
+  ones are counted in a ``DataWarning``; none found at all is a ``DataError`` naming the label folder); class
   names from ``classes.txt``, ``data.yaml`` or the caller.
 
 Malformed files raise ``DataError`` naming the file (and line or object); repairable boxes are clipped
@@ -45,6 +47,7 @@ VOC_CLASSES = (
     "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
 FORMATS = ("voc", "coco", "yolo")
+DISCOVER = "discover"  # class_names value: the sorted names found in the VOC files
 VOC_LAYOUT = "Annotations/<id>.xml, JPEGImages/<id>.jpg, ImageSets/Main/<set>.txt"
 YOLO_LAYOUT = "images/<name>.jpg with labels/<name>.txt (class cx cy w h, normalised)"
 
@@ -136,12 +139,12 @@ def check_voc_root(root: str | Path) -> Path:
 
 
 def read_voc(
-    root: str | Path, image_set: str | None = "train", class_names: Sequence[str] | None = None
+    root: str | Path, image_set: str | None = "train", class_names: Sequence[str] | str | None = None
 ) -> AnnotationSet:
     """The VOC detection annotations of ``image_set`` (``None``: all files in Annotations/).
 
-    ``class_names`` fixes the label order; by default the 20 VOC classes when every name is one of them,
-    else the sorted names found.
+    ``class_names`` fixes the label order, or is ``"discover"``; by default the 20 VOC classes (see
+    ``voc_class_names``).
     """
     root = check_voc_root(root)
     image_dir = root / "JPEGImages"
@@ -151,14 +154,32 @@ def read_voc(
         if not xml.is_file():
             raise DataError(f"{xml}: listed in the image set '{image_set}' but the annotation file is missing")
         records.append(read_voc_xml(xml, image_dir))
-    names = list(class_names) if class_names else voc_class_names(records)
-    return AnnotationSet(records, names, image_dir=image_dir, source=str(root))
+    return AnnotationSet(records, voc_class_names(records, class_names), image_dir=image_dir, source=str(root))
 
 
-def voc_class_names(records: Iterable[ImageRecord]) -> list[str]:
-    """VOC's 20 classes when every name found is one of them, else the sorted names found."""
+def check_class_names(class_names: Sequence[str] | str | None) -> list[str] | str | None:
+    """``class_names`` as a list, ``"discover"`` or None; any other single string is a ``ConfigError``."""
+    if isinstance(class_names, str):
+        if class_names != DISCOVER:
+            raise ConfigError(
+                f"class_names must be a list of names or '{DISCOVER}' (the sorted names found); got '{class_names}'"
+            )
+        return class_names
+    return list(class_names) if class_names else None
+
+
+def voc_class_names(records: Iterable[ImageRecord], class_names: Sequence[str] | str | None = None) -> list[str]:
+    """The label order of VOC ``records``: ``class_names`` as given, or the sorted names found (``"discover"``).
+
+    By default VOC's 20 classes, unless no name found is one of them (then the sorted names found): a
+    non-VOC name among VOC ones (a typo such as 'persn') is then an unknown class, a ``DataError`` naming
+    its XML file, the object and the close VOC names.
+    """
+    names = check_class_names(class_names)
+    if isinstance(names, list):
+        return names
     found = {obj.category for r in records for obj in r.objects}
-    return list(VOC_CLASSES) if found <= set(VOC_CLASSES) else sorted(found)
+    return sorted(found) if names == DISCOVER or (found and found.isdisjoint(VOC_CLASSES)) else list(VOC_CLASSES)
 
 
 def _voc_corners(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
@@ -217,10 +238,13 @@ def _check_coco(data: dict, path: Path) -> None:
     for n, cat in enumerate(data["categories"]):
         if "id" not in cat or "name" not in cat:
             raise DataError(f"{path}: categories[{n}] lacks 'id' or 'name'")
+    check_unique_coco_ids(data, str(path))
     image_ids = {image["id"] for image in data["images"]}
     category_ids = {cat["id"] for cat in data["categories"]}
     for n, ann in enumerate(data["annotations"]):
         where = f"{path}: annotations[{n}] (id {ann.get('id')})"
+        if "id" not in ann:
+            raise DataError(f"{where} has no 'id'")
         if ann.get("image_id") not in image_ids:
             raise DataError(f"{where} refers to image_id {ann.get('image_id')}, which is not in 'images'")
         if ann.get("category_id") not in category_ids:
@@ -231,6 +255,31 @@ def _check_coco(data: dict, path: Path) -> None:
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox):
             raise DataError(f"{where}: 'bbox' must be [x, y, width, height] numbers; got {bbox!r}")
+
+
+_COCO_ID_KINDS = {
+    "images": ("image", "file_name"),
+    "annotations": ("annotation", "image_id"),
+    "categories": ("category", "name"),
+}
+
+
+def check_unique_coco_ids(data: dict, where: str) -> None:
+    """``DataError`` naming the first id shared by two images, annotations or categories of ``data``.
+
+    pycocotools indexes each list by id, so a repeated id silently drops one entry and merges its boxes
+    into the other's (reading) or loses and doubles ground-truth boxes (evaluation).
+    """
+    for key, (kind, label) in _COCO_ID_KINDS.items():
+        first_of: dict = {}
+        for n, entry in enumerate(data.get(key, [])):
+            m = first_of.setdefault(entry.get("id"), n)
+            if m != n and entry.get("id") is not None:
+                first = data[key][m]
+                raise DataError(
+                    f"{where}: {kind} id {entry['id']!r} is used twice, by {key}[{m}] ({label} {first.get(label)!r}) "
+                    f"and {key}[{n}] ({label} {entry.get(label)!r}); give every {kind} its own id"
+                )
 
 
 def coco_index(data: dict):  # -> pycocotools.coco.COCO
@@ -324,7 +373,9 @@ def coco_dict(annotations: AnnotationSet, decimals: int = 3) -> dict:
         {"id": cid, "name": name, "supercategory": "object"}
         for cid, name in zip(annotations.category_ids, annotations.categories, strict=True)
     ]
-    return {"images": images, "annotations": anns, "categories": categories}
+    data = {"images": images, "annotations": anns, "categories": categories}
+    check_unique_coco_ids(data, annotations.source)
+    return data
 
 
 def coco_class_map(record: ImageRecord, annotations: AnnotationSet) -> np.ndarray:
@@ -388,6 +439,8 @@ def read_yolo(image_dir: str | Path, label_dir: str | Path, class_names: Sequenc
     image_dir, label_dir = Path(image_dir), Path(label_dir)
     if not image_dir.is_dir():
         raise DataError(f"{image_dir}: image folder not found (expected {YOLO_LAYOUT}); nothing is downloaded")
+    if isinstance(class_names, str):
+        raise ConfigError(f"YOLO labels are class indices: list the class_names in order; got '{class_names}'")
     names = list(class_names) if class_names else yolo_class_names(label_dir.parent)
     if not names:
         raise DataError(
@@ -395,12 +448,13 @@ def read_yolo(image_dir: str | Path, label_dir: str | Path, class_names: Sequenc
             "pass class_names (data.class_names in the config)"
         )
     images = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    records = []
+    records, unlabelled = [], 0
     for path in images:
         relative = path.relative_to(image_dir)
         label_file = (label_dir / relative).with_suffix(".txt")
         width, height = image_size(path, referenced_by=str(label_file))
         record = ImageRecord(file_name=str(relative), width=width, height=height, source=str(label_file))
+        unlabelled += not label_file.is_file()
         lines = label_file.read_text().splitlines() if label_file.is_file() else []
         for line_no, line in enumerate(lines, start=1):
             if not line.strip():
@@ -414,7 +468,23 @@ def read_yolo(image_dir: str | Path, label_dir: str | Path, class_names: Sequenc
         records.append(record)
     if not records:
         raise DataError(f"{image_dir}: no images found (expected {YOLO_LAYOUT})")
+    _check_label_files(label_dir, image_dir, unlabelled, len(records))
     return AnnotationSet(records, names, image_dir=image_dir, source=str(label_dir))
+
+
+def _check_label_files(label_dir: Path, image_dir: Path, unlabelled: int, total: int) -> None:
+    """No label file for any image is a ``DataError`` (a wrong label folder); for some, a ``DataWarning``."""
+    if unlabelled == total:
+        nearest = next(p for p in label_dir.parents if p.is_dir())
+        state = "holds none of their <name>.txt files" if label_dir.is_dir() else "does not exist"
+        folders = sorted(p.name + "/" for p in nearest.iterdir() if p.is_dir())
+        raise DataError(
+            f"{label_dir}: no label file for any of the {total} images in {image_dir}; this label folder {state} "
+            f"(expected {YOLO_LAYOUT}; folders in {nearest}: {', '.join(folders) or 'none'})"
+        )
+    if unlabelled:
+        problem = f"{unlabelled} of {total} images in {image_dir} have no label file"
+        warnings.warn(DataWarning(str(label_dir), problem, "read as images without objects"), stacklevel=3)
 
 
 def yolo_lines(record: ImageRecord, annotations: AnnotationSet, decimals: int = 6) -> list[str]:
@@ -587,11 +657,24 @@ def write_yolo(
         report.images += 1
         report.objects += len(lines)
     _write_lines(root / "classes.txt", annotations.categories)
-    names = "\n".join(f"  {i}: {json.dumps(n)}" for i, n in enumerate(annotations.categories))
-    (root / "data.yaml").write_text(
-        f"path: .\ntrain: images/{split or ''}\nval: images/{split or ''}\nnames:\n{names}\n"
-    )
+    (root / "data.yaml").write_text(yolo_data_yaml(root, split, annotations.categories))
     return report
+
+
+def yolo_data_yaml(root: Path, split: str | None, categories: Sequence[str]) -> str:
+    """Ultralytics' ``data.yaml``: train / val / test name their ``images/<split>`` folders under ``root``.
+
+    A missing train or val entry points at ``split`` (all of ``images/`` without one), as Ultralytics needs both.
+    """
+    present = {split} | {p.name for p in (root / "images").iterdir() if p.is_dir()} if split else set()
+    lines = ["path: ."]
+    for key in ("train", "val", "test"):
+        if key in present:
+            lines.append(f"{key}: images/{key}")
+        elif key != "test":
+            lines.append(f"{key}: images/{split or ''}")
+    lines += ["names:", *(f"  {i}: {json.dumps(n)}" for i, n in enumerate(categories))]
+    return "".join(f"{line}\n" for line in lines)
 
 
 def _write_lines(path: Path, lines: Sequence[str]) -> None:
@@ -657,10 +740,11 @@ def convert(
     else:
         report = write_yolo(annotations, destination, image_set, progress=progress)
     for warning in caught:
-        if not isinstance(warning.message, DataWarning):
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-        elif warning.message.action == "dropped":
+        action = warning.message.action if isinstance(warning.message, DataWarning) else ""
+        if action == "dropped":
             report.note(report.skipped, "degenerate box", warning.message.where)
-        else:
+        elif action.startswith("clipped"):
             report.note(report.repaired, "box outside the image, clipped", warning.message.where)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return report

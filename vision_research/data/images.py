@@ -3,6 +3,9 @@
 Grayscale, palette, RGBA, CMYK and 16-bit images are converted to 8-bit RGB (16-bit values are scaled
 by 255/65535, alpha is dropped); a missing, unreadable or truncated file is a ``DataError``; so is an image
 whose size differs from the one its annotation states (the boxes would then be in another frame).
+
+Images are read upright, turned by their EXIF orientation (``ImageOps.exif_transpose``) as viewers and labelling
+tools show them: pixels, sizes and boxes are all in this displayed frame.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+EXIF_ORIENTATION = 274  # the EXIF tag; values 5-8 turn the stored pixels a quarter to display them
+QUARTER_TURNS = (5, 6, 7, 8)
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
@@ -34,7 +39,7 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 
 
 def load_rgb(path: str | Path, expected_size: tuple[int, int] | None = None, referenced_by: str = "") -> np.ndarray:
-    """The image at ``path`` as an [H, W, 3] uint8 array.
+    """The image at ``path`` as an [H, W, 3] uint8 array, upright by its EXIF orientation.
 
     ``expected_size`` is (width, height) from the annotation; a mismatch raises ``DataError``.
     ``referenced_by`` names the annotation that points to the file, for the error messages.
@@ -46,13 +51,16 @@ def load_rgb(path: str | Path, expected_size: tuple[int, int] | None = None, ref
     try:
         with Image.open(path) as image:
             image.load()
+            ImageOps.exif_transpose(image, in_place=True)
             array = _to_rgb(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{path}: cannot read the image ({err}); the file is corrupt or not an image{by}") from None
     height, width = array.shape[:2]
     if expected_size is not None and tuple(expected_size) != (width, height):
         w, h = expected_size
-        hint = " (rotated: check the EXIF orientation)" if (h, w) == (width, height) else ""
+        hint = (
+            " (a quarter turn: images are read upright by their EXIF orientation)" if (h, w) == (width, height) else ""
+        )
         raise DataError(
             f"{path}: the annotation{by} gives the size {w}×{h} but the image is {width}×{height}{hint}; "
             "its boxes would be in the wrong frame"
@@ -61,13 +69,15 @@ def load_rgb(path: str | Path, expected_size: tuple[int, int] | None = None, ref
 
 
 def image_size(path: str | Path, referenced_by: str = "") -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
+    """(width, height) upright by the EXIF orientation, from the file header (JPEG: without decoding the pixels)."""
     path = Path(path)
     by = f" (referenced by {referenced_by})" if referenced_by else ""
     if not path.is_file():
         raise DataError(f"{path}: image file not found{by}")
     try:
         with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError) as err:
+            width, height = image.size
+            turned = image.getexif().get(EXIF_ORIENTATION, 1) in QUARTER_TURNS
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{path}: cannot read the image ({err}); the file is corrupt or not an image{by}") from None
+    return (height, width) if turned else (width, height)

@@ -23,7 +23,16 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from .annotations import AnnotationSet, DataWarning, ImageRecord
 from .detection import AnnotatedDataModule, MaskReader
-from .formats import VOC_CLASSES, check_voc_root, load_mask, read_voc_xml, voc_class_names, voc_ids
+from .formats import (
+    DISCOVER,
+    VOC_CLASSES,
+    check_class_names,
+    check_voc_root,
+    load_mask,
+    read_voc_xml,
+    voc_class_names,
+    voc_ids,
+)
 from .images import IMAGE_SUFFIXES, image_size
 from .registry import register_datamodule
 
@@ -40,14 +49,16 @@ class VOCDataModule(AnnotatedDataModule):
         self,
         root: str,
         splits: dict[str, str | None] | None = None,
-        class_names: Sequence[str] | None = None,
+        class_names: Sequence[str] | str | None = None,
         num_classes: int | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
         self.root = check_voc_root(Path(root).expanduser())
         self.splits = {"train": "train", "val": "val", "test": None, **(splits or {})}
-        self.names = list(class_names) if class_names else None
+        self.names = check_class_names(class_names)
+        if self.names == DISCOVER and self.task != "detection":
+            raise ConfigError(f"data.class_names: {DISCOVER} reads the names of detection objects; list them for masks")
         self.segmentation_classes = num_classes
         self._records: dict[str, list[ImageRecord]] | None = None
         if num_classes is not None and self.task != "segmentation":
@@ -82,7 +93,7 @@ class VOCDataModule(AnnotatedDataModule):
             records = self._detection_records()
             if split not in records:
                 return None
-            names = self.names or voc_class_names(r for rs in records.values() for r in rs)
+            names = voc_class_names([r for rs in records.values() for r in rs], self.names)
             return AnnotationSet(records[split], names, self.root / "JPEGImages", source=str(self.root))
         name = self.splits.get(split)
         if name is None or (split != "train" and not self._has_set(split, "Segmentation")):

@@ -38,7 +38,7 @@ class YoloDataModule(AnnotatedDataModule):
         if not (self.root / "images").is_dir():
             raise DataError(f"{self.root}: not a YOLO dataset folder (expected {YOLO_LAYOUT}); nothing is downloaded")
         self.splits = {"train": "train", "val": "val", "test": None, **(splits or {})}
-        self.names = list(class_names) if class_names else yolo_class_names(self.root)
+        self.names = class_names or yolo_class_names(self.root)
 
     def read_split(self, split: str) -> AnnotationSet | None:
         name = self.splits.get(split)

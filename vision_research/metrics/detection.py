@@ -27,7 +27,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 from torchvision.ops import box_iou
 
-from ..data.formats import coco_index
+from ..data.formats import check_unique_coco_ids, coco_index
 from ..errors import ConfigError, DataError, unknown_name_error
 
 COCO_STATS_NAMES = (
@@ -66,6 +66,7 @@ def _check_ground_truth(ground_truth: dict) -> None:
     missing = [key for key in ("images", "categories") if key not in ground_truth]
     if missing:
         raise DataError(f"the COCO ground truth has no {' / '.join(missing)}: expected an instances dict")
+    check_unique_coco_ids(ground_truth, "the COCO ground truth")
 
 
 def _check_detection_ids(ground_truth: dict, detections: list[dict]) -> None:
