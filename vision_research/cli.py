@@ -10,7 +10,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,21 @@ def _overrides_only(args: list[str]) -> list[str]:
     return overrides
 
 
+def _wants_help(args: list[str]) -> bool:
+    """``-h`` or ``--help`` among ``args``: print the usage before doing (or importing) anything else."""
+    return any(arg in ("-h", "--help") for arg in args)
+
+
+def _print_usage(command: str, synopsis: str, *details: str) -> int:
+    """Print ``usage: vr COMMAND SYNOPSIS``, the command's lines of ``USAGE`` and ``details``; return 0."""
+    lines = USAGE.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"  {command} "))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith(" " * 12)), len(lines))
+    summary = [line[12:] for line in lines[start:end]]
+    print("\n".join([f"usage: vr {command} {synopsis}", "", *summary, *details]))
+    return 0
+
+
 def _explain_hydra_error(message: str, base_keys: list[str]) -> str:
     """Turn Hydra's composition error into one line with close matches."""
     groups = _config_groups()
@@ -141,6 +156,31 @@ def flat_keys(node: object, prefix: str = "") -> list[str]:
     return keys
 
 
+def missing_keys(node: object, prefix: str = "") -> list[str]:
+    """The keys whose value is still ``???``, nested ones dotted; interpolations are not resolved."""
+    from omegaconf import DictConfig
+
+    missing = []
+    if isinstance(node, DictConfig):
+        for key in node:
+            path, child = f"{prefix}{key}", node._get_node(key)
+            missing.extend([path] if child._is_missing() else missing_keys(child, path + "."))
+    return missing
+
+
+def _check_missing_values(composed: object, choices: Callable[[], Mapping[str, Any]]) -> None:
+    """A mandatory value (``???``) left out is an error that names the config group option that asks for it
+    (``data.root is required for data=coco``); ``choices`` gives Hydra's group choices, composed only then."""
+    missing = [key for key in missing_keys(composed) if not key.startswith("hydra.")]
+    if not missing:
+        return
+    key, chosen = missing[0], choices()
+    parts = key.split(".")
+    groups = ("/".join(parts[:n]) for n in range(len(parts) - 1, 0, -1))
+    group = next((g for g in groups if chosen.get(g) is not None), None)
+    raise ConfigError(f"{key} is required" + (f" for {group}={chosen[group]}" if group else ""))
+
+
 def _override_values(override: Any) -> list[str]:
     """The values to compose a parsed override with: its value, each value of a choice or range sweep, or the two
     ends of an interval (which Hydra's Optuna sweeper samples between)."""
@@ -173,13 +213,22 @@ def validate_overrides(overrides: list[str], config_name: str = "train") -> None
         defaults = compose(config_name=config_name)
         base_keys = flat_keys(defaults)
         for variant in variants:
+            job_overrides = [o for o in variant if not o.startswith("hydra.")]
             try:
-                composed = compose(
-                    config_name=config_name, overrides=[o for o in variant if not o.startswith("hydra.")]
-                )
+                composed = compose(config_name=config_name, overrides=job_overrides)
             except HydraException as err:
                 raise ConfigError(_explain_hydra_error(str(err), base_keys)) from None
             _check_value_types(parsed, defaults, composed)
+            # Composing with the hydra node leaves Hydra's run-time state set for the job that follows (its sweep
+            # subdir then fails to resolve), so the group choices are composed only for the error message.
+            _check_missing_values(
+                composed,
+                lambda overrides=job_overrides: (
+                    compose(
+                        config_name=config_name, overrides=overrides, return_hydra_config=True
+                    ).hydra.runtime.choices
+                ),
+            )
     GlobalHydra.instance().clear()
 
 
@@ -258,7 +307,18 @@ def cmd_train(args: list[str]) -> int:
 
     import __main__
 
-    if not any(a in ("--help", "-h", "--hydra-help") for a in args):
+    if _wants_help(args):
+        groups = [f"  {group}: {', '.join(options)}" for group, options in sorted(_config_groups().items()) if options]
+        return _print_usage(
+            "train",
+            "[-m] [KEY=VALUE ...]",
+            "",
+            "config groups (GROUP=OPTION):",
+            *groups,
+            "",
+            "vr train --cfg job prints the composed config; vr train --hydra-help lists Hydra's flags.",
+        )
+    if "--hydra-help" not in args:
         validate_overrides(_overrides_only(args))
     job = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_run_job)
     # Lightning's DDP launcher re-runs `python sys.argv[0] sys.argv[1:]` (or `python -m <__main__'s module>`) for
@@ -274,18 +334,20 @@ def cmd_train(args: list[str]) -> int:
 
 def cmd_models(args: list[str]) -> int:
     """``vr models [PATTERN] [--no-flops]``: registered models, parameters, GFLOPs at the default input size."""
+    parser = _argument_parser("vr models", "List the registered models: parameters, input size, GFLOPs, stages.")
+    parser.add_argument("pattern", nargs="?", default="*", help="glob over the model names (default: all)")
+    parser.add_argument("--no-flops", action="store_true", help="leave out the GFLOPs (faster)")
+    options = parser.parse_args(args)
+
     from rich.console import Console
     from rich.table import Table
 
     from .analysis import model_summary
     from .models import count_parameters, create_model, list_models
 
-    flops = "--no-flops" not in args
-    patterns = [a for a in args if not a.startswith("--")]
-    pattern = patterns[0] if patterns else "*"
-    names = list_models(pattern)
+    names = list_models(options.pattern)
     if not names:
-        raise ConfigError(f"no registered model matches '{pattern}'")
+        raise ConfigError(f"no registered model matches '{options.pattern}'")
     table = Table(title=f"vision_research models ({len(names)})", caption="GFLOPs: 2 × multiply-adds, one image")
     for column in ("model", "parameters", "input", "GFLOPs", "stages (channels @ reduction)"):
         table.add_column(column, justify="right" if column in ("parameters", "GFLOPs") else "left")
@@ -293,7 +355,7 @@ def cmd_models(args: list[str]) -> int:
         model = create_model(name)
         stages = ", ".join(f"{f['num_chs']}@{f['reduction']}" for f in model.feature_info)
         size = "×".join(str(s) for s in model.default_cfg["input_size"])
-        gflops = f"{model_summary(model).total_flops / 1e9:.2f}" if flops else "-"
+        gflops = "-" if options.no_flops else f"{model_summary(model).total_flops / 1e9:.2f}"
         table.add_row(name, f"{count_parameters(model):,}", size, gflops, stages)
     Console().print(table)
     return 0
@@ -348,19 +410,21 @@ def cmd_convert(args: list[str]) -> int:
 
 
 def cmd_data(args: list[str]) -> int:
-    """``vr data stats ROOT``: class counts, boxes per image, box sizes (histogram PNG), image sizes."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from .data.stats import dataset_stats, load_for_stats, plot_stats
-
+    """``vr data stats ROOT [--plot FILE]``: class counts, boxes per image, box sizes, image sizes (histograms
+    with ``--plot``)."""
     parser = _argument_parser("vr data", "Dataset tools.")
     parser.add_argument("action", choices=["stats"])
     parser.add_argument("root", help="COCO JSON or a folder with annotations/*.json, a VOC root, or a YOLO root")
     parser.add_argument("--format", default="auto", choices=["auto", "coco", "voc", "yolo"])
     parser.add_argument("--set", default=None, help="VOC image set or YOLO sub-folder (default: everything)")
-    parser.add_argument("--plot", default="data_stats.png", help="where to write the histograms (PNG)")
+    parser.add_argument("--plot", default=None, metavar="FILE", help="write the histograms to this PNG")
     options = parser.parse_args(args)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .data.stats import dataset_stats, load_for_stats, plot_stats
+
     stats = dataset_stats(load_for_stats(options.root, options.format, options.set))
     console = Console()
     per_image = stats.boxes_per_image
@@ -379,7 +443,8 @@ def cmd_data(args: list[str]) -> int:
     for name, count in sorted(stats.class_counts.items(), key=lambda item: -item[1]):
         table.add_row(name, str(count))
     console.print(table)
-    console.print(f"histograms: {plot_stats(stats, options.plot)}")
+    if options.plot:
+        console.print(f"histograms: {plot_stats(stats, options.plot)}")
     return 0
 
 
@@ -449,13 +514,6 @@ def cmd_benchmark(args: list[str]) -> int:
 
 def cmd_compare(args: list[str]) -> int:
     """``vr compare ROOT [ROOT ...]``: group runs, seed statistics against a baseline, curves, TensorBoard means."""
-    from rich.console import Console
-    from rich.progress import track
-
-    from .analysis.compare import compare_runs
-    from .analysis.report import legend, rich_table, unfinished_lines, write_report
-    from .analysis.runs import load_runs
-
     parser = _argument_parser(
         "vr compare",
         "Compare the runs under one or more folders: groups by the overrides that differ (the seed excepted), "
@@ -468,6 +526,14 @@ def cmd_compare(args: list[str]) -> int:
     parser.add_argument("--eval", default=None, metavar="NAME", help="read each run's eval/NAME/metrics.json (vr eval)")
     parser.add_argument("--output", default=None, help="where the report goes (default: FIRST_ROOT/compare)")
     options = parser.parse_args(args)
+
+    from rich.console import Console
+    from rich.progress import track
+
+    from .analysis.compare import compare_runs
+    from .analysis.report import legend, rich_table, unfinished_lines, write_report
+    from .analysis.runs import load_runs
+
     console = Console()
     if not console.is_terminal:  # a pipe or a file: the whole table, unwrapped
         console = Console(width=max(console.width, 240))
@@ -487,6 +553,15 @@ def cmd_compare(args: list[str]) -> int:
     written = write_report(comparison, options.roots, output, progress=progress("reading curves"))
     console.print(f"written: {', '.join(map(str, written))}; TensorBoard group means in {output}/<group>/")
     return 0
+
+
+PREDICT_KEYS: dict[str, str | None] = {"ckpt_path": None, "input": None, "output": "", "batch_size": "16"}
+EVAL_KEYS: dict[str, str | None] = {"ckpt_path": None, "split": "test", "data": "", "output": ""}
+
+
+def _key_value_synopsis(allowed: dict[str, str | None]) -> str:
+    """``ckpt_path=... [split=test]``: the required keys, then the optional ones with their defaults."""
+    return " ".join(f"{k}=..." if default is None else f"[{k}={default or '...'}]" for k, default in allowed.items())
 
 
 def _key_values(args: list[str], allowed: dict[str, str | None], command: str) -> dict[str, str]:
@@ -509,9 +584,12 @@ def _key_values(args: list[str], allowed: dict[str, str | None], command: str) -
 
 def cmd_predict(args: list[str]) -> int:
     """``vr predict ckpt_path=... input=... [output=...] [batch_size=16]``."""
+    if _wants_help(args):
+        return _print_usage("predict", _key_value_synopsis(PREDICT_KEYS))
+
     from .predict import predict
 
-    options = _key_values(args, {"ckpt_path": None, "input": None, "output": "", "batch_size": "16"}, "predict")
+    options = _key_values(args, PREDICT_KEYS, "predict")
     if not options["batch_size"].isdigit() or int(options["batch_size"]) < 1:
         raise ConfigError(f"vr predict: batch_size must be a positive integer; got '{options['batch_size']}'")
     output = predict(options["ckpt_path"], options["input"], options["output"] or None, int(options["batch_size"]))
@@ -521,6 +599,9 @@ def cmd_predict(args: list[str]) -> int:
 
 def cmd_eval(args: list[str]) -> int:
     """``vr eval ckpt_path=... [split=test|val] [data=NAME] [data.KEY=VALUE ...] [output=DIR]``."""
+    if _wants_help(args):
+        return _print_usage("eval", f"{_key_value_synopsis(EVAL_KEYS)} [data.KEY=VALUE ...]")
+
     import logging
 
     from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -528,11 +609,7 @@ def cmd_eval(args: list[str]) -> int:
     from .evaluate import evaluate
 
     data_overrides = [a.removeprefix("data.") for a in args if a.startswith("data.")]
-    options = _key_values(
-        [a for a in args if not a.startswith("data.")],
-        {"ckpt_path": None, "split": "test", "data": "", "output": ""},
-        "eval",
-    )
+    options = _key_values([a for a in args if not a.startswith("data.")], EVAL_KEYS, "eval")
     lightning_log = logging.getLogger("lightning.pytorch")
     level = lightning_log.level
     lightning_log.setLevel(logging.WARNING)  # no GPU/TPU notices and tips around the summary

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import pickle
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from .checkpoints import LOAD_ERRORS, load_error
 from .constants import IMAGENET_MEAN, IMAGENET_STD
 from .data.formats import save_mask_png
 from .data.images import IMAGE_SUFFIXES, load_rgb
@@ -63,8 +63,9 @@ def run_config(checkpoint: Path) -> DictConfig:
 def load_task(checkpoint: str | Path, device: str = "cpu") -> tuple[DictConfig, L.LightningModule]:
     """The run config of ``checkpoint`` and its task with the saved weights (the run's ``imports`` imported first).
 
-    A missing file, a run without config.yaml, an unknown ``task.name`` and a file that is not a checkpoint of that
-    task raise one-line ``DataError`` / ``ConfigError`` naming the file.
+    The file is loaded with ``weights_only=True`` (no pickled code runs). A missing file, a run without config.yaml, an
+    unknown ``task.name``, a file holding a pickled type that is not allowed and a file that is not a checkpoint of
+    that task raise one-line ``DataError`` / ``ConfigError`` naming the file.
     """
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -76,10 +77,9 @@ def load_task(checkpoint: str | Path, device: str = "cpu") -> tuple[DictConfig, 
     except ConfigError as err:
         raise ConfigError(f"{run_directory(checkpoint) / 'config.yaml'}: task.name: {err}") from None
     try:
-        task = task_class.load_from_checkpoint(checkpoint, map_location=device)
-    except (pickle.UnpicklingError, EOFError, LookupError, RuntimeError) as err:
-        reason = ": ".join([type(err).__name__, *str(err).strip().splitlines()[:1]])
-        raise DataError(f"{checkpoint}: not a checkpoint of a {cfg.task.name} task ({reason})") from None
+        task = task_class.load_from_checkpoint(checkpoint, map_location=device, weights_only=True)
+    except LOAD_ERRORS as err:
+        raise load_error(checkpoint, err, f"not a checkpoint of a {cfg.task.name} task") from None
     return cfg, task
 
 

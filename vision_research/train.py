@@ -222,7 +222,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     tested = None
     if cfg.test_after_fit and trainer.state.status.value == "finished":
         tested = _checkpoint_to_test(cfg.test_checkpoint, checkpoint, latest)
-        for results in trainer.test(task, datamodule=datamodule, ckpt_path=tested, verbose=False):
+        for results in trainer.test(task, datamodule=datamodule, ckpt_path=tested, verbose=False, weights_only=True):
             metrics.update({k: float(v) for k, v in results.items()})
     summary = {
         "metrics": metrics,

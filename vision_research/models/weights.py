@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checkpoints import safe_load
 from ..errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -60,15 +61,15 @@ def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> dict[str
         path = Path(source).expanduser()
         if not path.is_file():
             raise DataError(f"pretrained weights not found: '{path}' (a local file; nothing is downloaded)")
-        try:
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
+            try:
                 state = load_file(str(path))
-            else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch/safetensors raise several types for a corrupt file
-            raise DataError(f"cannot read weights from '{path}': {err}") from err
+            except Exception as err:  # safetensors raises several types for a corrupt file
+                raise DataError(f"cannot read weights from '{path}': {err}") from err
+        else:
+            state = safe_load(path)
     for container in ("state_dict", "model", "state_dict_ema"):
         if container in state and isinstance(state[container], Mapping):
             state = dict(state[container])

@@ -1,0 +1,46 @@
+"""Safe loading of checkpoint and weights files: unpickling never runs code from the file.
+
+Every load passes ``weights_only=True`` explicitly — :func:`safe_load` here, and the Lightning calls that load a
+checkpoint (``load_from_checkpoint``, ``Trainer.test(ckpt_path=...)``) — so only tensors, containers and
+primitive types come back. An explicit ``weights_only=True`` is never turned off by the environment: torch lets
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` change only a ``weights_only`` left unset, and
+``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` can only make a load safe. The checkpoints of every task hold no type beyond
+torch's default allow-list (their hyper-parameters are plain containers), so none is added.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import DataError
+
+# What torch raises for a file it refuses or cannot read (LookupError: a Lightning checkpoint without its keys).
+LOAD_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, LookupError)
+
+
+def load_error(
+    path: str | Path, err: BaseException, problem: str = "truncated, corrupt or not a PyTorch file"
+) -> DataError:
+    """A one-line ``DataError`` naming ``path``: the pickled type a weights-only load refused, else ``problem`` and
+    torch's reason."""
+    refused = re.search(r"GLOBAL ([\w.]+)", str(err))
+    if isinstance(err, pickle.UnpicklingError) and refused:
+        return DataError(
+            f"{path}: contains a pickled object of type {refused[1]} that is not allowed; only load checkpoints you "
+            "trust, or re-save the weights as a state dict"
+        )
+    lines = [line.strip() for line in str(err).split("WeightsUnpickler error:")[-1].splitlines() if line.strip()]
+    return DataError(f"{path}: {problem} ({': '.join([type(err).__name__, *lines[:1]])})")
+
+
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; a refused or unreadable file is a one-line ``DataError``."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except LOAD_ERRORS as err:
+        raise load_error(path, err) from None
