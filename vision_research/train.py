@@ -244,4 +244,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         logger.finalize("success")
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Every rank leaves together and closes the group: a process exiting with gloo's threads still running can
+        # abort ("terminate called without an active exception") after its work is done.
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return summary
