@@ -1,4 +1,4 @@
-"""Safe loading of checkpoint and weights files: unpickling never runs code from the file.
+"""Safe loading of checkpoint and weights files (unpickling never runs code from the file), and atomic writing.
 
 Every load passes ``weights_only=True`` explicitly — :func:`safe_load` here, and the Lightning calls that load a
 checkpoint (``load_from_checkpoint``, ``Trainer.test(ckpt_path=...)``) — so only tensors, containers and
@@ -10,17 +10,20 @@ torch's default allow-list (their hyper-parameters are plain containers), so non
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from .errors import DataError
 
-# What torch raises for a file it refuses or cannot read (LookupError: a Lightning checkpoint without its keys).
-LOAD_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, LookupError)
+# What torch raises for a file it refuses or cannot read (LookupError: a Lightning checkpoint without its keys;
+# OSError: a zip archive cut short).
+LOAD_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, LookupError, OSError)
 
 
 def load_error(
@@ -44,3 +47,23 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any
         return torch.load(path, map_location=map_location, weights_only=True)
     except LOAD_ERRORS as err:
         raise load_error(path, err) from None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic on local disks: the checkpoint goes to ``<name>.partial`` beside its
+    final name, is flushed to disk and then renamed over it, so a kill during the write leaves the previous file (or
+    none) under the final name, never half of one. (Lightning's own writer stages in the system's temporary folder,
+    whose move onto another file system is a copy that a kill can cut short.) Remote paths keep Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        if "://" in str(path) or storage_options is not None:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "wb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)

@@ -32,6 +32,8 @@ register_resolvers()
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 # bf16-mixed is the default precision on this kind of CPU; Lightning's model summary then says it sizes in fp32.
 warnings.filterwarnings("ignore", message="Precision bf16-mixed is not supported by the model summary")
+# A new run never starts in a directory holding checkpoints (train.check_fresh_run_dir); a resumed one does on purpose.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 TRAIN_SCRIPT = Path(__file__).resolve().parent / "launch" / "train.py"
@@ -51,7 +53,8 @@ USAGE = """usage: vr <command> [arguments]
 
 commands:
   train     train a model; Hydra overrides follow (vr train model=lenet5_modern trainer.max_epochs=5),
-            -m/--multirun sweeps over comma-separated values (vr train -m model=lenet5,lenet5_modern seed=1,2)
+            -m/--multirun sweeps over comma-separated values (vr train -m model=lenet5,lenet5_modern seed=1,2),
+            resume=RUN_DIR continues a killed or finished run (vr train resume=runs/... trainer.max_epochs=40)
   models    list the registered models with parameters and GFLOPs (vr models 'lenet*' [--no-flops])
   predict   run a checkpoint on images: vr predict ckpt_path=runs/.../checkpoints/last.ckpt input=photos/
             [output=DIR] [batch_size=16] (segmentation: palette PNGs; detection: COCO JSON + drawn boxes;
@@ -318,6 +321,9 @@ def cmd_train(args: list[str]) -> int:
             "",
             "vr train --cfg job prints the composed config; vr train --hydra-help lists Hydra's flags.",
         )
+    from .resume import resume_arguments
+
+    args = resume_arguments(args)
     if "--hydra-help" not in args:
         validate_overrides(_overrides_only(args))
     job = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_run_job)

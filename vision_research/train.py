@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,10 +31,12 @@ from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher  # 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import DivergenceGuard, TrainingThroughput
+from .callbacks import DivergenceGuard, RandomStateCheckpoint, TrainingThroughput
+from .checkpoints import AtomicCheckpointIO
 from .data import create_datamodule
 from .errors import ConfigError, RunDirectoryInUse, close_matches
 from .models import count_parameters
+from .resume import check_resume_config, checkpoint_step, last_checkpoint
 from .speed import resolve_precision, speed_options
 from .tasks import TASKS
 
@@ -73,8 +76,9 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.Lightnin
 
 
 def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> list[Callback]:
-    """Checkpoints (best and last), optional early stopping and weight EMA, LR monitor, progress bar, the speed
-    options (channels-last, compile), throughput, and the stop at a non-finite loss (``cfg.divergence``)."""
+    """Checkpoints (best and last, with the random generators' state), optional early stopping and weight EMA, LR
+    monitor, progress bar, the speed options (channels-last, compile), throughput, and the stop at a non-finite loss
+    (``cfg.divergence``)."""
     callbacks_cfg = cfg.callbacks
     monitor = callbacks_cfg.checkpoint.monitor or task.monitor
     callbacks: list[Callback] = [
@@ -85,10 +89,14 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
             mode=task.monitor_mode,
             save_top_k=1,
             auto_insert_metric_name=False,
+            enable_version_counter=False,  # a run directory holds one run: best.ckpt is always this run's
         ),
         # Lightning's save_last only copies a checkpoint when the monitored one improves; an unmonitored
         # callback keeps the weights of the latest epoch.
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1),
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+        ),
+        RandomStateCheckpoint(),
     ]
     if callbacks_cfg.early_stopping.patience is not None:
         callbacks.append(
@@ -184,33 +192,64 @@ def import_user_modules(modules: list[str]) -> None:
             raise ConfigError(f"imports: cannot import '{module}': {err}") from err
 
 
+def prepare_run_dir(run_dir: Path, cfg: DictConfig) -> Path | None:
+    """Make ``run_dir`` and check it: empty of results for a new run, the same config for ``cfg.resume``; write
+    ``config.yaml``. Returns the checkpoint to resume from (None: start from scratch)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot create the run directory {run_dir} ({err.strerror}); choose another hydra.run.dir"
+        ) from None
+    if not os.access(run_dir, os.W_OK):
+        raise ConfigError(f"run directory {run_dir} is not writable; choose another hydra.run.dir")
+    resuming = cfg.get("resume") is not None
+    # With DDP every process runs this function on the same run directory; rank 0 checks it and writes (Lightning
+    # reads the rank from the launcher's environment: LOCAL_RANK, RANK or SLURM_PROCID; the ranks it re-launches
+    # join rank 0's run, which has written config.yaml by then).
+    if rank_zero_only.rank == 0:
+        if resuming:
+            check_resume_config(run_dir, cfg)
+        else:
+            check_fresh_run_dir(run_dir)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return last_checkpoint(run_dir) if resuming else None
+
+
+def tensorboard_logger(run_dir: Path, resume_step: int | None) -> TensorBoardLogger:
+    """The run's TensorBoard logger. A run resumed at ``resume_step`` hides what the killed one logged from that
+    step on (TensorBoard's ``purge_step``; an epoch's last figures are logged at the step before), so that the
+    curves continue without doubled stretches."""
+    purge = {} if resume_step is None else {"purge_step": resume_step}
+    return TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False, **purge)
+
+
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Fit, test the best checkpoint, and write the run directory; returns the final metrics."""
+    """Fit (or continue ``cfg.resume``'s fit), test the last or best checkpoint, and write the run directory; returns
+    the final metrics."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    resume_from = prepare_run_dir(run_dir, cfg)
     import_user_modules(list(cfg.imports))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    # With DDP every process runs this function on the same run directory; rank 0 checks that it starts afresh and
-    # writes (Lightning reads the rank from the launcher's environment: LOCAL_RANK, RANK or SLURM_PROCID; the ranks
-    # it re-launches join rank 0's run, which has written config.yaml by then).
-    if rank_zero_only.rank == 0:
-        check_fresh_run_dir(run_dir)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     task = build_task(cfg, datamodule)
-    logger = (
-        TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
-        if cfg.logger.tensorboard
-        else False
-    )
+    # The step the resumed run starts from (0: a run killed before its first checkpoint starts again).
+    resume_step = checkpoint_step(resume_from) if resume_from else (0 if cfg.get("resume") is not None else None)
+    logger = tensorboard_logger(run_dir, resume_step) if cfg.logger.tensorboard else False
     callbacks = build_callbacks(cfg, task, run_dir)
     options = {"enable_progress_bar": cfg.callbacks.progress_bar != "none", **trainer_options(cfg)}
-    trainer = L.Trainer(**options, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
+    trainer = L.Trainer(
+        **options,
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+    )
     check_distributed(trainer, options)
-    trainer.fit(task, datamodule=datamodule)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
 
     checkpoint, latest = (c for c in callbacks if isinstance(c, ModelCheckpoint))
     (throughput,) = (c for c in callbacks if isinstance(c, TrainingThroughput))
@@ -235,6 +274,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "processes": trainer.world_size,
         "threads": torch.get_num_threads(),
         "best_checkpoint": checkpoint.best_model_path or None,
+        "resumed_from": str(resume_from) if resume_from else None,
         "tested_checkpoint": tested,
         "seconds": round(time.perf_counter() - started, 2),
     }

@@ -1,6 +1,7 @@
 """Lightning callbacks of the framework (the ones Lightning itself has are used as they are)."""
 
 from .divergence import DivergenceGuard
+from .random_state import RandomStateCheckpoint
 from .throughput import TrainingThroughput
 
-__all__ = ["DivergenceGuard", "TrainingThroughput"]
+__all__ = ["DivergenceGuard", "RandomStateCheckpoint", "TrainingThroughput"]
