@@ -41,9 +41,7 @@ class CrashAtStep(L.Callback):
 
 def crash_at(step: int, monkeypatch: pytest.MonkeyPatch) -> None:
     build_callbacks = train_module.build_callbacks
-    monkeypatch.setattr(
-        train_module, "build_callbacks", lambda *args: [*build_callbacks(*args), CrashAtStep(step)]
-    )
+    monkeypatch.setattr(train_module, "build_callbacks", lambda *args: [*build_callbacks(*args), CrashAtStep(step)])
 
 
 def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
@@ -87,7 +85,8 @@ def test_a_resumed_run_refuses_a_changed_config_naming_the_keys(tmp_path):
 def test_lengthening_a_run_is_refused_under_a_length_planned_schedule_and_allowed_without(tmp_path):
     cosine = tmp_path / "cosine"
     train(fast_config(), cosine)
-    with pytest.raises(ConfigError, match=r"trainer.max_epochs changes from 1 to 2, but the cosine schedule .*pretrained="):
+    refusal = r"trainer.max_epochs changes from 1 to 2, but the cosine schedule .*pretrained="
+    with pytest.raises(ConfigError, match=refusal):
         train(fast_config("trainer.max_epochs=2", f"resume={cosine}"), cosine)
 
     constant = tmp_path / "constant"

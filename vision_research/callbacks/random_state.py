@@ -4,8 +4,8 @@ Lightning restores weights, optimizer, scheduler and loop counters from a checkp
 shuffle the training set and pick the augmentations (Python's ``random``, NumPy's global generator, torch's CPU and
 CUDA generators). This callback stores them when a checkpoint is written (the end of an epoch, after validation)
 and puts them back when the first epoch after a resume starts, before the epoch's data order is drawn — the point
-at which the uninterrupted run continued with those same states. The states are stored as tensors and tuples of ints, which a ``weights_only``
-load accepts.
+at which the uninterrupted run continued with those same states. The states are stored as tensors and tuples of
+ints, which a ``weights_only`` load accepts.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def set_random_state(state: dict[str, Any]) -> None:
 class RandomStateCheckpoint(Callback):
     """Stores the generators' state in each checkpoint and restores it at the first training epoch after a resume.
 
-    Each process keeps its own state in its memory; the checkpoint (written by rank 0) holds rank 0's, which every
-    process restores — under DDP the data order comes from the shared seed and the epoch, not from these generators.
+    Under DDP every process restores the state of rank 0, which wrote the checkpoint (all start from one seed); the
+    data order there comes from the distributed sampler's seed and epoch.
     """
 
     def __init__(self) -> None:
