@@ -35,7 +35,8 @@ warnings.filterwarnings("ignore", message="Precision bf16-mixed is not supported
 # A new run never starts in a directory holding checkpoints (train.check_fresh_run_dir); a resumed one does on purpose.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The config tree is packaged with the code (configs/ at the top of the source tree links here).
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 TRAIN_SCRIPT = Path(__file__).resolve().parent / "launch" / "train.py"
 HYDRA_FLAGS_WITH_VALUE = {
     "--cfg",
@@ -77,16 +78,34 @@ Run directories go to runs/ (TensorBoard: tensorboard --logdir runs)."""
 
 def config_dir() -> Path:
     if not (CONFIG_DIR / "train.yaml").is_file():
-        raise ConfigError(
-            f"the config tree was not found at {CONFIG_DIR}; install the project from its "
-            "source folder with `pip install -e .`"
-        )
+        raise ConfigError(f"the config tree was not found at {CONFIG_DIR}; reinstall vision_research")
     return CONFIG_DIR
 
 
-def _config_groups() -> dict[str, list[str]]:
-    root = config_dir()
-    return {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in root.iterdir() if d.is_dir()}
+def search_path(args: list[str]) -> list[str]:
+    """The config folders a command line adds to the packaged tree, as Hydra search-path entries: Hydra's
+    ``--config-dir DIR`` (``-cd DIR``) and the entries of a ``hydra.searchpath=[...]`` override."""
+    entries = []
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag in ("--config-dir", "-cd"):
+            entries.append(f"file://{Path(value).expanduser().resolve()}")
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key in ("--config-dir", "-cd") and value:
+            entries.append(f"file://{Path(value).expanduser().resolve()}")
+        elif key == "hydra.searchpath":
+            entries.extend(e.strip().strip("'\"") for e in value.strip("[]").split(",") if e.strip())
+    return entries
+
+
+def _config_groups(extra: list[str] = ()) -> dict[str, list[str]]:
+    """Each config group's options, in the packaged tree and the ``file://`` folders of ``extra``."""
+    roots = [config_dir(), *(Path(e.removeprefix("file://")) for e in extra if not e.startswith("pkg://"))]
+    groups: dict[str, set[str]] = {}
+    for root in roots:
+        for folder in (d for d in root.glob("*") if d.is_dir()):
+            groups.setdefault(folder.name, set()).update(p.stem for p in folder.glob("*.yaml"))
+    return {group: sorted(options) for group, options in groups.items()}
 
 
 def _overrides_only(args: list[str]) -> list[str]:
@@ -117,9 +136,9 @@ def _print_usage(command: str, synopsis: str, *details: str) -> int:
     return 0
 
 
-def _explain_hydra_error(message: str, base_keys: list[str]) -> str:
-    """Turn Hydra's composition error into one line with close matches."""
-    groups = _config_groups()
+def _explain_hydra_error(message: str, base_keys: list[str], extra: list[str] = ()) -> str:
+    """Turn Hydra's composition error into one line with close matches (``extra``: added config folders)."""
+    groups = _config_groups(extra)
     missing_group = re.search(r"Could not find '([\w/]+)/([^']+)'", message)
     if missing_group and missing_group.group(1) in groups:
         group, option = missing_group.groups()
@@ -194,8 +213,9 @@ def _override_values(override: Any) -> list[str]:
     return [override.get_value_element_as_str()]
 
 
-def validate_overrides(overrides: list[str], config_name: str = "train") -> None:
-    """Compose the config once per value of each sweep; raise ``ConfigError`` on the first mistake."""
+def validate_overrides(overrides: list[str], config_name: str = "train", extra: list[str] = ()) -> None:
+    """Compose the config once per value of each sweep, with the config folders of ``extra`` (search-path entries)
+    added; raise ``ConfigError`` on the first mistake."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -217,10 +237,12 @@ def validate_overrides(overrides: list[str], config_name: str = "train") -> None
         base_keys = flat_keys(defaults)
         for variant in variants:
             job_overrides = [o for o in variant if not o.startswith("hydra.")]
+            if extra:
+                job_overrides.append(f"hydra.searchpath=[{','.join(extra)}]")
             try:
                 composed = compose(config_name=config_name, overrides=job_overrides)
             except HydraException as err:
-                raise ConfigError(_explain_hydra_error(str(err), base_keys)) from None
+                raise ConfigError(_explain_hydra_error(str(err), base_keys, extra)) from None
             _check_value_types(parsed, defaults, composed)
             # Composing with the hydra node leaves Hydra's run-time state set for the job that follows (its sweep
             # subdir then fails to resolve), so the group choices are composed only for the error message.
@@ -271,6 +293,16 @@ def _check_launch() -> None:
         )
 
 
+def error_message(err: BaseException) -> str:
+    """The message of one of our errors, without the worker traceback a DataLoader worker process wraps it in
+    ("Caught DataError in DataLoader worker process 0. Original Traceback ...")."""
+    message = str(err)
+    if "Original Traceback" in message:
+        last = [line for line in message.splitlines() if line.strip()][-1]
+        message = re.sub(rf"^[\w.]*\b{type(err).__name__}: ", "", last)
+    return message
+
+
 def metrics_line(metrics: dict[str, float], prefixes: tuple[str, ...]) -> str:
     """The figures whose names start with ``prefixes``, on one line; per-class ones (test/iou_<class>) stay in
     metrics.json and TensorBoard."""
@@ -297,7 +329,7 @@ def _run_job(cfg: object) -> dict[str, Any] | float:
         summary = train(cfg, run_dir)
         objective = optimized_value(summary["metrics"], cfg.optimized_metric)
     except (VisionResearchError, MisconfigurationException) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {error_message(err)}", file=sys.stderr)
         raise SystemExit(2) from None
     if rank_zero_only.rank == 0:
         print(f"run: {run_dir} ({summary['seconds']:.1f} s, torch threads: {summary['threads']})")
@@ -311,7 +343,8 @@ def cmd_train(args: list[str]) -> int:
     import __main__
 
     if _wants_help(args):
-        groups = [f"  {group}: {', '.join(options)}" for group, options in sorted(_config_groups().items()) if options]
+        groups = _config_groups(search_path(args)).items()
+        groups = [f"  {group}: {', '.join(options)}" for group, options in sorted(groups) if options]
         return _print_usage(
             "train",
             "[-m] [KEY=VALUE ...]",
@@ -319,13 +352,14 @@ def cmd_train(args: list[str]) -> int:
             "config groups (GROUP=OPTION):",
             *groups,
             "",
+            "Your own config folder (GROUP/OPTION.yaml files beside the packaged ones): vr train --config-dir DIR ...",
             "vr train --cfg job prints the composed config; vr train --hydra-help lists Hydra's flags.",
         )
     from .resume import resume_arguments
 
     args = resume_arguments(args)
     if "--hydra-help" not in args:
-        validate_overrides(_overrides_only(args))
+        validate_overrides(_overrides_only(args), extra=search_path(args))
     job = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_run_job)
     # Lightning's DDP launcher re-runs `python sys.argv[0] sys.argv[1:]` (or `python -m <__main__'s module>`) for
     # the other ranks; the script that takes overrides without a subcommand is launch/train.py.
@@ -659,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         return COMMANDS[command](rest)
     except VisionResearchError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {error_message(err)}", file=sys.stderr)
         return 2
 
 

@@ -1,15 +1,17 @@
-"""Edges of the `vr` command: --help on every subcommand, `vr data stats` plots only when asked, and a
-mandatory config value (``???``) left out."""
+"""Edges of the `vr` command: --help on every subcommand, `vr data stats` plots only when asked, a mandatory
+config value (``???``) left out, and an error raised in a loader worker printed without the worker's traceback."""
 
 from __future__ import annotations
 
 import pytest
+from torch.utils.data import DataLoader, Dataset
 
 from vision_research import benchmark, evaluate, models, predict, train
 from vision_research.analysis import runs
-from vision_research.cli import COMMANDS, main
+from vision_research.cli import COMMANDS, error_message, main
 from vision_research.data import formats, stats
 from vision_research.data.shapes import generate_shapes
+from vision_research.errors import DataError
 
 # What each subcommand does once its arguments are parsed; --help must stop before any of it.
 WORK = [
@@ -74,3 +76,18 @@ def test_a_missing_mandatory_value_is_one_error_line(overrides, message, tmp_pat
     err = capsys.readouterr().err
     assert err.strip() == f"error: {message}"
     assert not (tmp_path / "runs").exists()  # refused before Hydra starts a run
+
+
+class UnreadableImages(Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> None:
+        raise DataError(f"photos/{index}.jpg: cannot read the image (image file is truncated)")
+
+
+def test_an_error_raised_in_a_loader_worker_prints_as_its_own_line():
+    with pytest.raises(DataError) as caught:
+        next(iter(DataLoader(UnreadableImages(), num_workers=1)))
+    assert "Original Traceback" in str(caught.value)  # what torch re-raises in the main process
+    assert error_message(caught.value) == "photos/0.jpg: cannot read the image (image file is truncated)"
