@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, VisionResearchError, close_matches
-from .paths import path_safe
+from .paths import check_can_create, path_safe
 
 
 def register_resolvers() -> None:
@@ -257,6 +257,17 @@ def validate_overrides(overrides: list[str], config_name: str = "train", extra: 
     GlobalHydra.instance().clear()
 
 
+def check_output_folders(overrides: list[str]) -> None:
+    """The folders a run or sweep will write can be made (Hydra would fail with a traceback): those given as
+    ``hydra.run.dir`` / ``hydra.sweep.dir`` / ``paths.runs_dir`` overrides, else the default ``runs`` folder."""
+    given = dict(o.split("=", 1) for o in overrides if "=" in o)
+    keys = [k for k in ("hydra.run.dir", "hydra.sweep.dir", "paths.runs_dir") if k in given]
+    for key in keys or ["paths.runs_dir"]:
+        folder = given.get(key, "runs").strip("'\"")
+        if "${" not in folder:
+            check_can_create(folder, key)
+
+
 def _check_value_types(parsed: list, defaults: object, composed: object) -> None:
     """A number overridden with something else (``trainer.max_epochs=abc``) is an error."""
     from omegaconf import OmegaConf
@@ -360,6 +371,7 @@ def cmd_train(args: list[str]) -> int:
     args = resume_arguments(args)
     if "--hydra-help" not in args:
         validate_overrides(_overrides_only(args), extra=search_path(args))
+        check_output_folders(_overrides_only(args))
     job = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_run_job)
     # Lightning's DDP launcher re-runs `python sys.argv[0] sys.argv[1:]` (or `python -m <__main__'s module>`) for
     # the other ranks; the script that takes overrides without a subcommand is launch/train.py.

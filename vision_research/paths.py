@@ -7,6 +7,8 @@ import os
 import re
 from pathlib import Path
 
+from .errors import ConfigError
+
 MAX_NAME_LENGTH = 160  # file systems allow 255 bytes per name; a sweep over many overrides can exceed that
 
 
@@ -23,3 +25,15 @@ def path_safe(text: str) -> str:
 def data_cache_dir() -> Path:
     """Where generated and cached data go: ``$VR_DATA_DIR``, default ``~/.cache/vision_research``."""
     return Path(os.environ.get("VR_DATA_DIR", "~/.cache/vision_research")).expanduser()
+
+
+def check_can_create(folder: str | Path, key: str) -> None:
+    """Raise ``ConfigError`` unless ``folder`` exists as a writable folder or can be made: its nearest existing
+    ancestor must be a folder this process may write into (``key`` names the setting it came from)."""
+    existing = Path(folder).expanduser().absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={folder}: cannot create this folder, {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={folder}: cannot write into {existing} (permission denied); choose another {key}")

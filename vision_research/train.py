@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from .checkpoints import AtomicCheckpointIO
 from .data import create_datamodule
 from .errors import ConfigError, RunDirectoryInUse, close_matches
 from .models import count_parameters
+from .paths import check_can_create
 from .resume import check_resume_config, checkpoint_step, last_checkpoint
 from .speed import resolve_precision, speed_options
 from .tasks import TASKS
@@ -195,14 +195,8 @@ def import_user_modules(modules: list[str]) -> None:
 def prepare_run_dir(run_dir: Path, cfg: DictConfig) -> Path | None:
     """Make ``run_dir`` and check it: empty of results for a new run, the same config for ``cfg.resume``; write
     ``config.yaml``. Returns the checkpoint to resume from (None: start from scratch)."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(
-            f"cannot create the run directory {run_dir} ({err.strerror}); choose another hydra.run.dir"
-        ) from None
-    if not os.access(run_dir, os.W_OK):
-        raise ConfigError(f"run directory {run_dir} is not writable; choose another hydra.run.dir")
+    check_can_create(run_dir, "hydra.run.dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
     resuming = cfg.get("resume") is not None
     # With DDP every process runs this function on the same run directory; rank 0 checks it and writes (Lightning
     # reads the rank from the launcher's environment: LOCAL_RANK, RANK or SLURM_PROCID; the ranks it re-launches

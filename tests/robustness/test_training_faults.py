@@ -1,4 +1,5 @@
-"""Silent corruption in training: a run that diverges to NaN, and a second run into a used run directory.
+"""Faults in training: a run that diverges to NaN, a second run into a used run directory, a run directory that
+cannot be made.
 
 A non-finite training loss ends ``vr train`` with one ``error:`` line naming the step and the loss term, and no
 ``metrics.json`` or checkpoint of that epoch; ``divergence.max_skipped_steps`` skips that many such steps in a row
@@ -7,6 +8,7 @@ instead. A run directory holding a previous run's results is refused, so ``best.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning as L
@@ -19,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import vision_research.train as train_module
 from tests.test_cli import FAST, vr
-from vision_research.cli import config_dir
+from vision_research.cli import config_dir, main
 from vision_research.errors import VisionResearchError
 from vision_research.train import train
 
@@ -132,3 +134,19 @@ def test_ranks_that_join_a_ddp_run_are_not_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(rank_zero_only, "rank", 0)
     with pytest.raises(VisionResearchError, match="checkpoints/last.ckpt"):
         train(fast_config(), tmp_path)
+
+
+def test_a_run_directory_that_cannot_be_made_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(VisionResearchError, match=f"hydra.run.dir={blocker / 'run'}: cannot create this folder, "):
+        train(fast_config(), blocker / "run")
+    # From the command line, before Hydra would try (and fail with a traceback).
+    for key in ("hydra.run.dir", "hydra.sweep.dir", "paths.runs_dir"):
+        assert main(["train", "debug=fast", f"{key}={blocker}/runs"]) == 2
+        message = f"error: {key}={blocker}/runs: cannot create this folder, {blocker} is a file"
+        assert capsys.readouterr().err.strip() == message
+    # A folder without write permission (root may write anywhere, so the permission is taken away here).
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert main(["train", "debug=fast", f"hydra.run.dir={tmp_path}/run"]) == 2
+    assert f"cannot write into {tmp_path} (permission denied)" in capsys.readouterr().err
