@@ -205,3 +205,14 @@ def test_eval_option_compares_the_runs_vr_eval_results(tmp_path):
     assert comparison.table.loc["model.width=1", "test/acc1 mean"] == pytest.approx(0.11)
     assert comparison.table.loc["model.width=2", "test/acc1 mean"] == pytest.approx(0.205)  # seeds 0, 1
     assert [run.problem for run in comparison.unfinished] == ["no eval/test-digits/metrics.json"]
+
+
+def test_a_resumed_run_stays_in_its_group(tmp_path):
+    """A run continued with ``resume=`` lists that override (its own folder): it is not a setting to group by."""
+    for seed in range(3):
+        overrides = [f"seed={seed}", "model.activation=relu"]
+        if seed == 1:
+            overrides.append(f"resume={tmp_path / 'run1'}")
+        config = {"seed": seed, "task": {"name": "classification"}, "model": {"activation": "relu"}}
+        write_run(tmp_path / f"run{seed}", overrides, config, {"test/acc1": 0.9 + seed / 100})
+    assert grouping_keys(load_runs([tmp_path])) == []

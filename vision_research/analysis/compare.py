@@ -24,7 +24,8 @@ from scipy import stats
 from ..errors import ConfigError, close_matches
 from .runs import Run
 
-IGNORED_KEYS = ("seed", "run_name", "paths.", "hydra", "optimized_metric", "threads")
+# Settings that do not make runs different experiments (resume: the folder a run continued in).
+IGNORED_KEYS = ("seed", "run_name", "paths.", "hydra", "optimized_metric", "threads", "resume")
 MIN_RUNS_FOR_INTERVAL = 3
 CONFIDENCE = 0.95
 COST_COLUMNS = {
