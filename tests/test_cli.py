@@ -59,12 +59,15 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert summary["train_images_per_second"] > 0
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     # last.ckpt holds the final weights (Lightning's save_last would only copy the best one) and is tested.
-    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == summary["global_step"] == 10
     assert summary["tested_checkpoint"].endswith("last.ckpt")
     assert {"val/acc1", "test/acc1", "test/acc5", "best/val/acc1"} <= set(summary["metrics"])
     assert summary["parameters"] == 61_706
     assert {"train/loss", "val/acc1", "val/acc5", "hp/test_acc1"} <= scalar_tags(run_dir)
+    # The run's log file keeps Lightning's messages (Lightning keeps them to itself when imported before Hydra's
+    # logging is set up).
+    assert "`Trainer.fit` stopped: `max_epochs=2` reached." in (run_dir / "cli.log").read_text()
 
 
 def test_sweep_makes_one_run_per_combination(tmp_path):

@@ -29,8 +29,8 @@ LOAD_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, LookupError, OSEr
 def load_error(
     path: str | Path, err: BaseException, problem: str = "truncated, corrupt or not a PyTorch file"
 ) -> DataError:
-    """A one-line ``DataError`` naming ``path``: the pickled type a weights-only load refused, else ``problem`` and
-    torch's reason."""
+    """A one-line ``DataError`` naming ``path``: the pickled type a weights-only load refused, else ``problem`` and the
+    first sentence of torch's reason."""
     refused = re.search(r"GLOBAL ([\w.]+)", str(err))
     if isinstance(err, pickle.UnpicklingError) and refused:
         return DataError(
@@ -38,7 +38,8 @@ def load_error(
             "trust, or re-save the weights as a state dict"
         )
     lines = [line.strip() for line in str(err).split("WeightsUnpickler error:")[-1].splitlines() if line.strip()]
-    return DataError(f"{path}: {problem} ({': '.join([type(err).__name__, *lines[:1]])})")
+    reason = [line.split(". ")[0] for line in lines[:1]]  # the first sentence: torch's zip reader adds a paragraph
+    return DataError(f"{path}: {problem} ({': '.join([type(err).__name__, *reason])})")
 
 
 def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

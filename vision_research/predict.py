@@ -1,8 +1,9 @@
 """``vr predict``: run a trained checkpoint on image files and write what each task predicts.
 
 The checkpoint's run directory (``config.yaml`` beside ``checkpoints/``) says which task and input size it
-was trained with. Images are letterboxed (detection, segmentation) or resized and centre-cropped
-(classification) exactly as in evaluation, and the outputs are mapped back to each original image:
+was trained with, and the largest image it reads (``data.max_image_pixels``, default PIL's limit). Images are
+letterboxed (detection, segmentation) or resized and centre-cropped (classification) exactly as in evaluation,
+and the outputs are mapped back to each original image:
 
 - classification → ``predictions.csv`` (file, top-5 classes and probabilities);
 - segmentation → ``<name>.png`` class maps in the VOC palette, at the original resolution;
@@ -31,7 +32,7 @@ from PIL import Image
 from .checkpoints import LOAD_ERRORS, load_error
 from .constants import IMAGENET_MEAN, IMAGENET_STD
 from .data.formats import save_mask_png
-from .data.images import IMAGE_SUFFIXES, load_rgb
+from .data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb
 from .data.transforms import (
     boxes_to_original,
     build_classification_transforms,
@@ -79,7 +80,7 @@ def load_task(checkpoint: str | Path, device: str = "cpu") -> tuple[DictConfig, 
     try:
         task = task_class.load_from_checkpoint(checkpoint, map_location=device, weights_only=True)
     except LOAD_ERRORS as err:
-        raise load_error(checkpoint, err, f"not a checkpoint of a {cfg.task.name} task") from None
+        raise load_error(checkpoint, err, f"truncated, corrupt or not a checkpoint of a {cfg.task.name} task") from None
     return cfg, task
 
 
@@ -123,13 +124,14 @@ class Predictor:
         self.image_size = int(data.get("image_size") or data.get("scene_size") or 224)
         self.mean = tuple(data.get("mean") or IMAGENET_MEAN)
         self.std = tuple(data.get("std") or IMAGENET_STD)
+        self.max_pixels = data.get("max_image_pixels", DEFAULT_MAX_PIXELS)  # the run's decompression-bomb limit
         if self.task_name == "classification":
             self.transform = build_classification_transforms(self.image_size, train=False)
         else:
             self.transform = build_transforms("none", self.image_size, train=False)
 
     def prepare(self, files: Sequence[Path]) -> tuple[torch.Tensor, list[np.ndarray]]:
-        originals = [load_rgb(path) for path in files]
+        originals = [load_rgb(path, max_pixels=self.max_pixels) for path in files]
         if self.task_name == "classification" and self.task.hparams.in_chans != 3:
             raise ConfigError("vr predict reads RGB photos; this classifier was trained on single-channel digits")
         kwargs = {} if self.task_name == "classification" else {"bboxes": np.zeros((0, 4)), "labels": np.zeros(0)}

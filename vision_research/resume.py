@@ -17,7 +17,6 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .checkpoints import safe_load
 from .errors import ConfigError, DataError
 
 # Config keys a resumed run may change: how long it runs, how it reports, its processes and what it tests at the end.
@@ -112,6 +111,10 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 def checkpoint_step(path: Path) -> int:
     """The global step a Lightning checkpoint was saved at; an unreadable file or another kind of file is a
     one-line ``DataError`` naming it."""
+    # Imported here: `vr train` expands resume= before Hydra sets up logging, and importing Lightning first would
+    # keep its messages out of the run's log file.
+    from .checkpoints import safe_load
+
     checkpoint = safe_load(path)
     if not isinstance(checkpoint, dict) or "global_step" not in checkpoint:
         raise DataError(f"{path}: not a Lightning checkpoint (it has no global_step); cannot resume from it")

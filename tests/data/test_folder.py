@@ -176,7 +176,7 @@ def test_split_folders_without_train_are_an_error(tmp_path):
 def test_corrupt_image_is_named_when_loaded(flat_root):
     bad = flat_root / "01_TUMOR" / "img_05.png"
     bad.write_bytes(b"\x89PNG but truncated")
-    dm = datamodule(flat_root)
+    dm = datamodule(flat_root, scan_images=False)  # set up with the scan, it is named before any loading
     split = next(s for s, images in dm.splits.items() if bad in images.files)
     dataset = dm._loader(split, train=split == "train").dataset
     with pytest.raises(DataError, match="img_05.png.*cannot read"):

@@ -11,6 +11,11 @@ and returned as a uint8 CHW tensor with:
 
 Batches travel as uint8 (images and class maps) and become float normalised images and Int64 class maps
 on their device (``on_after_batch_transfer``), like the in-memory classification data.
+
+At set-up (``setup(stage)``) the header of every image of the stage's splits is read (``images.scan_images``,
+unless ``scan_images=False``): missing, empty, unreadable images and images above ``max_image_pixels`` are one
+``DataError`` naming them, before any training. A file cut short passes that check and is a ``DataError`` naming
+it when a sample reads it; so is a class map with a value that is neither a class index nor 255.
 """
 
 from __future__ import annotations
@@ -28,20 +33,29 @@ from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
 from .annotations import AnnotationSet, ImageRecord
 from .formats import coco_dict
-from .images import load_rgb
-from .loader import default_num_workers, evaluation_sampler, seed_worker_transform
+from .images import DEFAULT_MAX_PIXELS, check_max_pixels, load_rgb, scan_images
+from .loader import SPLITS, default_num_workers, evaluation_sampler, seed_worker_transform, stage_splits
 from .transforms import build_transforms
 
 TASKS = ("detection", "segmentation")
-SPLITS = ("train", "val", "test")
 MaskReader = Callable[[ImageRecord], np.ndarray]
 
 
 class AnnotatedImageDataset(Dataset):
-    """The images of an ``AnnotationSet`` with detection targets, or with class maps when ``read_mask`` is given."""
+    """The images of an ``AnnotationSet`` with detection targets, or with class maps when ``read_mask`` is given.
 
-    def __init__(self, annotations: AnnotationSet, transform: Callable, read_mask: MaskReader | None = None) -> None:
+    An image of more than ``max_pixels`` pixels (None: no limit) is a ``DataError``, as is one that cannot be decoded.
+    """
+
+    def __init__(
+        self,
+        annotations: AnnotationSet,
+        transform: Callable,
+        read_mask: MaskReader | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> None:
         self.annotations, self.transform, self.read_mask = annotations, transform, read_mask
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.annotations.images)
@@ -49,7 +63,8 @@ class AnnotatedImageDataset(Dataset):
     def load(self, index: int) -> tuple[np.ndarray, ImageRecord]:
         record = self.annotations.images[index]
         path = self.annotations.image_path(record)
-        return load_rgb(path, (record.width, record.height), referenced_by=record.source), record
+        size = (record.width, record.height)
+        return load_rgb(path, size, referenced_by=record.source, max_pixels=self.max_pixels), record
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
         image, record = self.load(index)
@@ -121,7 +136,8 @@ class AnnotatedDataModule(L.LightningDataModule):
     Subclasses implement ``read_split(split) -> AnnotationSet | None`` (None: the split does not exist)
     and, for segmentation, ``mask_reader``. A missing validation split is cut from
     train (``val_fraction``, ``split_seed``); a missing test split falls back to validation. A detection
-    split without a single object is a ``DataError`` (wrong paths, not data to train or score on).
+    split without a single object is a ``DataError`` (wrong paths, not data to train or score on). ``scan_images``
+    and ``max_image_pixels``: see the module docstring.
     """
 
     def __init__(
@@ -139,6 +155,8 @@ class AnnotatedDataModule(L.LightningDataModule):
         split_seed: int = 0,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        scan_images: bool = True,
+        max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -152,7 +170,9 @@ class AnnotatedDataModule(L.LightningDataModule):
         self.augment, self.min_visibility, self.min_area = augment, min_visibility, min_area
         self.val_fraction, self.split_seed = val_fraction, split_seed
         self.mean, self.std = tuple(mean), tuple(std)
+        self.scan_images, self.max_image_pixels = scan_images, check_max_pixels(max_image_pixels)
         self._annotations: dict[str, AnnotationSet] | None = None
+        self._scanned: set[str] = set()
         # Fail on a bad preset now, not in a worker process.
         build_transforms(augment, image_size, train=True, min_visibility=min_visibility, min_area=min_area)
 
@@ -223,10 +243,17 @@ class AnnotatedDataModule(L.LightningDataModule):
             seed=int(torch.randint(2**62, ()).item()) if train else None,
         )
         reader = self.mask_reader(self.annotations(split), self.num_classes) if self.task == "segmentation" else None
-        return AnnotatedImageDataset(self.annotations(split), transform, reader)
+        return AnnotatedImageDataset(self.annotations(split), transform, reader, self.max_image_pixels)
 
     def setup(self, stage: str | None = None) -> None:
+        """Read every split's annotations; read the header of every image of ``stage``'s splits (``scan_images``)."""
         self.annotations("train")
+        splits = [split for split in stage_splits(stage) if split not in self._scanned]
+        if self.scan_images and splits:
+            sets = [self.annotations(split) for split in splits]
+            paths = dict.fromkeys(s.image_path(record) for s in sets for record in s.images)  # test may be val
+            scan_images(list(paths), self.max_image_pixels)
+            self._scanned.update(splits)  # Lightning sets up again what `vr train` set up: scanned once
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.dataset(split)

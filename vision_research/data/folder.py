@@ -11,9 +11,12 @@ Layouts (class names are the sorted class-folder names, one list for every split
 Images are the files with a suffix of ``images.IMAGE_SUFFIXES``, searched recursively in each class folder;
 hidden files and folders (``.name``) and other files are skipped. Nothing is downloaded.
 
-Images are read when a batch needs them (``load_rgb``: grayscale, palette, RGBA and 16-bit become 8-bit
-RGB), cropped by ``build_classification_transforms`` and batched as uint8 [N, 3, S, S]; batches are scaled
-and normalised (``mean`` / ``std``, ImageNet statistics by default) on their device in ``on_after_batch_transfer``.
+At set-up (``setup(stage)``) the header of every image of the stage's splits is read (``images.scan_images``,
+unless ``scan_images=False``): missing, empty, unreadable images and images above ``max_image_pixels`` are one
+``DataError`` naming them, before any training. Images are read when a batch needs them (``load_rgb``: grayscale,
+palette, RGBA and 16-bit become 8-bit RGB; a file cut short is a ``DataError`` naming it), cropped by
+``build_classification_transforms`` and batched as uint8 [N, 3, S, S]; batches are scaled and normalised
+(``mean`` / ``std``, ImageNet statistics by default) on their device in ``on_after_batch_transfer``.
 """
 
 from __future__ import annotations
@@ -31,13 +34,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
-from .images import IMAGE_SUFFIXES, load_rgb
+from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, check_max_pixels, load_rgb, scan_images
 from .in_memory import stratified_split
-from .loader import default_num_workers, evaluation_sampler, seed_worker_transform
+from .loader import SPLITS, default_num_workers, evaluation_sampler, seed_worker_transform, stage_splits
 from .registry import register_datamodule
 from .transforms import build_classification_transforms
 
-SPLITS = ("train", "val", "test")
 LAYOUT = (
     "Expected root/<class>/<images> (split here into train/val/test), or root/train/<class>/<images> "
     "with optional root/val/<class>/... and root/test/<class>/... Nothing is downloaded."
@@ -59,16 +61,19 @@ class ImageList:
 
 
 class ImageFileDataset(Dataset):
-    """(uint8 [3, S, S] image, class index) pairs, read from disk and transformed on access."""
+    """(uint8 [3, S, S] image, class index) pairs, read from disk and transformed on access.
 
-    def __init__(self, images: ImageList, transform: A.Compose) -> None:
-        self.images, self.transform = images, transform
+    An image of more than ``max_pixels`` pixels (None: no limit) is a ``DataError``, as is one that cannot be decoded.
+    """
+
+    def __init__(self, images: ImageList, transform: A.Compose, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+        self.images, self.transform, self.max_pixels = images, transform, max_pixels
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.transform(image=load_rgb(self.images.files[index]))["image"]
+        image = self.transform(image=load_rgb(self.images.files[index], max_pixels=self.max_pixels))["image"]
         label = int(self.images.labels[index])
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(), label
 
@@ -145,6 +150,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         crop_ratio: float = 0.875,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        scan_images: bool = True,
+        max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -161,10 +168,20 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
         self.mean, self.std = tuple(mean), tuple(std)
+        self.scan_images, self.max_image_pixels = scan_images, check_max_pixels(max_image_pixels)
         self.splits: dict[str, ImageList] | None = None
         self._class_names: tuple[str, ...] = ()
+        self._scanned: set[str] = set()
 
     def setup(self, stage: str | None = None) -> None:
+        """Find and split the images (once); read the header of every image of ``stage``'s splits (``scan_images``)."""
+        self._read_splits()
+        splits = [split for split in stage_splits(stage) if split not in self._scanned]
+        if self.scan_images and splits:
+            scan_images([path for split in splits for path in self.splits[split].files], self.max_image_pixels)
+            self._scanned.update(splits)  # Lightning sets up again what `vr train` set up: scanned once
+
+    def _read_splits(self) -> None:
         if self.splits is not None:
             return
         found = read_layout(self.root)
@@ -181,7 +198,7 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        self.setup()
+        self._read_splits()
         return self._class_names
 
     @property
@@ -189,15 +206,15 @@ class ImageFolderDataModule(L.LightningDataModule):
         return len(self.class_names)
 
     def split_sizes(self) -> dict[str, int]:
-        self.setup()
+        self._read_splits()
         return {name: len(self.splits[name]) for name in SPLITS}
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        self.setup()
+        self._read_splits()
         # Drawn from torch's generator, so that seed_everything fixes the augmentations too.
         seed = int(torch.randint(2**62, ()).item()) if train else None
         transform = build_classification_transforms(self.image_size, train, self.augment, self.crop_ratio, seed)
-        dataset = ImageFileDataset(self.splits[split], transform)
+        dataset = ImageFileDataset(self.splits[split], transform, self.max_image_pixels)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,

@@ -14,7 +14,8 @@ one, so any pair converts through it (``convert``; the ``vr convert`` command):
 - **YOLO** (Darknet / Ultralytics export): ``labels/<stem>.txt`` beside ``images/``, one
   ``class cx cy w h`` line per object, normalised to [0, 1]; an empty or missing file = no objects (missing
   ones are counted in a ``DataWarning``; none found at all is a ``DataError`` naming the label folder); class
-  names from ``classes.txt``, ``data.yaml`` or the caller.
+  names from ``classes.txt``, ``data.yaml`` or the caller. Sizes come from the image headers: all the images
+  whose header cannot be read are named in one ``DataError``.
 
 Malformed files raise ``DataError`` naming the file (and line or object); repairable boxes are clipped
 or dropped with a ``DataWarning`` by the rule in ``annotations.sanitize_box``.
@@ -40,7 +41,7 @@ from PIL import Image
 
 from ..errors import ConfigError, DataError, close_matches
 from .annotations import AnnotationSet, DataWarning, ImageRecord, ObjectAnnotation, sanitize_box
-from .images import IMAGE_SUFFIXES, image_size
+from .images import IMAGE_SUFFIXES, image_size, scan_images
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -448,6 +449,7 @@ def read_yolo(image_dir: str | Path, label_dir: str | Path, class_names: Sequenc
             "pass class_names (data.class_names in the config)"
         )
     images = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    scan_images(images, max_pixels=None, hint="")  # every size is read from its image: all bad ones in one error
     records, unlabelled = [], 0
     for path in images:
         relative = path.relative_to(image_dir)
@@ -546,11 +548,11 @@ def load_mask(path: str | Path, num_classes: int, expected_size: tuple[int, int]
         w, h = expected_size
         raise DataError(f"{path}: the mask is {mask.shape[1]}×{mask.shape[0]} but its image is {w}×{h}")
     values = np.unique(mask)
-    bad = values[(values >= num_classes) & (values != 255)]
+    bad = values[((values < 0) | (values >= num_classes)) & (values != 255)]
     if bad.size:
         raise DataError(
-            f"{path}: class indices {bad.tolist()[:10]} are outside 0..{num_classes - 1} (255 = ignore); "
-            "set data.num_classes or data.class_names to cover them"
+            f"{path}: class indices {bad.tolist()[:10]} are outside 0..{num_classes - 1} ({num_classes} classes; "
+            "255 = ignore); set data.num_classes or data.class_names to cover them"
         )
     return mask.astype(np.uint8)
 

@@ -1,4 +1,5 @@
-"""DataLoader settings shared by the datamodules: worker count, per-worker augmentation seeds, evaluation sampler."""
+"""DataLoader settings shared by the datamodules: worker count, per-worker augmentation seeds, evaluation sampler,
+the splits each Lightning stage reads."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from .transforms import seed_transform
 
+SPLITS = ("train", "val", "test")
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+
 
 def default_num_workers() -> int:
     """Loader processes sized to the machine: one per core up to 4 (decoding and augmenting is CPU work)."""
     return min(4, os.cpu_count() or 1)
+
+
+def stage_splits(stage: str | None) -> tuple[str, ...]:
+    """The splits the Lightning ``stage`` reads ("fit": train and val, ...; None: every split)."""
+    return STAGE_SPLITS.get(stage, SPLITS)
 
 
 def seed_worker_transform(worker_id: int) -> None:

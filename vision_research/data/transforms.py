@@ -24,6 +24,9 @@ clipped area is below ``min_area`` px² (in the pixels of that step). A dropped 
 its entries in every label field. Flips, padding and resizing never cut a box; in the presets only the
 affine step and the random crop can, so a box cut by both must pass each check.
 
+Degenerate images: every preset takes any image of at least 1×1 pixel (a side of 1 px included) and gives an
+``image_size`` square; the random crop keeps the whole image where its crop would round down to no pixel.
+
 Rotation: a rotated box is the box of the rotated ellipse inscribed in it (``rotate_method="ellipse"``):
 exact for round objects, too small for rectangles (at 3°, the standard preset's limit, a square's box has
 IoU 1 / (1 + sin 6°) = 0.905 with the true one; "largest_box" is exact for rectangles, as loose for discs).
@@ -51,7 +54,7 @@ IGNORE_INDEX = 255
 
 _NO_AUGMENTATION: dict[str, Any] = {
     "hflip": 0.0,  # probability of a horizontal flip
-    "crop": 0.0,  # probability of a random crop that contains every box (BBoxSafeRandomCrop)
+    "crop": 0.0,  # probability of a random crop that contains every box (NonEmptyBBoxSafeRandomCrop)
     "crop_erosion": 0.0,  # how far (fraction) the crop may cut into the union of the boxes; 0: never
     "affine": 0.0,  # probability of the scale / shift / rotate step
     "scale": (1.0, 1.0),  # zoom range of the affine step (same factor on both axes)
@@ -98,6 +101,22 @@ DETECTION_PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 CLASSIFICATION_PRESETS = ("none", "standard", "strong")
+
+
+class NonEmptyBBoxSafeRandomCrop(A.BBoxSafeRandomCrop):
+    """``BBoxSafeRandomCrop`` that keeps the whole image where albumentations 2.0 would draw an empty crop.
+
+    Its crop sides are rounded down, so an image 1 px high or wide (or a box thinner than a pixel) can give a crop
+    of 0 px, which albumentations then refuses with a ValueError; such a draw crops nothing instead.
+    """
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        crop = super().get_params_dependent_on_data(params, data)
+        x_min, y_min, x_max, y_max = crop["crop_coords"]
+        if x_max > x_min and y_max > y_min:
+            return crop
+        height, width = params["shape"][:2]
+        return {"crop_coords": (0, 0, width, height)}
 
 
 class PadToSquare(A.Pad):
@@ -181,7 +200,7 @@ def _augmentations(params: Mapping[str, Any]) -> list[A.BasicTransform]:
     if params["hflip"] > 0:
         steps.append(A.HorizontalFlip(p=params["hflip"]))
     if params["crop"] > 0:
-        steps.append(A.BBoxSafeRandomCrop(erosion_rate=params["crop_erosion"], p=params["crop"]))
+        steps.append(NonEmptyBBoxSafeRandomCrop(erosion_rate=params["crop_erosion"], p=params["crop"]))
     if params["affine"] > 0:
         shift, angle = params["translate"], params["rotate"]
         steps.append(

@@ -54,30 +54,39 @@ class LoadReport:
 
 
 def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The tensors of a state dict given directly or stored in a local file."""
-    if isinstance(source, Mapping):
-        state = dict(source)
-    else:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise DataError(f"pretrained weights not found: '{path}' (a local file; nothing is downloaded)")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            try:
-                state = load_file(str(path))
-            except Exception as err:  # safetensors raises several types for a corrupt file
-                raise DataError(f"cannot read weights from '{path}': {err}") from err
-        else:
-            state = safe_load(path)
+    """The tensors of a state dict given directly or stored in a local file (a checkpoint's ``state_dict`` too)."""
+    state = dict(source) if isinstance(source, Mapping) else _read_weights_file(Path(source).expanduser())
     for container in ("state_dict", "model", "state_dict_ema"):
         if container in state and isinstance(state[container], Mapping):
             state = dict(state[container])
             break
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise DataError(f"no tensors found in the weights given ({type(source).__name__})")
+        where = "the state dict given" if isinstance(source, Mapping) else str(Path(source).expanduser())
+        raise DataError(
+            f"{where}: no tensors found (expected a state dict, parameter names mapped to tensors, or a checkpoint "
+            "holding one under 'state_dict', 'model' or 'state_dict_ema')"
+        )
     return tensors
+
+
+def _read_weights_file(path: Path) -> Mapping:
+    """The mapping stored in a ``.safetensors`` or torch file; anything else in the file is a ``DataError``."""
+    if not path.is_file():
+        raise DataError(f"pretrained weights not found: '{path}' (a local file; nothing is downloaded)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as err:  # safetensors raises several types for a corrupt file
+            raise DataError(f"cannot read weights from '{path}': {err}") from err
+    state = safe_load(path)
+    if not isinstance(state, Mapping):
+        raise DataError(
+            f"{path}: holds a {type(state).__name__}, not a state dict (a mapping of parameter names to tensors)"
+        )
+    return state
 
 
 def _strip_wrappers(key: str) -> str:
