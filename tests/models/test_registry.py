@@ -7,7 +7,7 @@ from torch import nn
 from vision_research.errors import ConfigError
 from vision_research.models import Backbone, create_model, list_models, model_options, register_model
 from vision_research.models.base import default_cfg, feature_info
-from vision_research.models.registry import MODELS
+from vision_research.models.registry import MODELS, Variant, register_variants
 
 
 class TinyNet(Backbone):
@@ -88,3 +88,19 @@ def test_timm_adapter_honours_the_contract():
 def test_timm_unknown_name_suggests():
     with pytest.raises(ConfigError, match=r"unknown timm model 'resnet181'.*resnet18"):
         create_model("timm:resnet181")
+
+
+def test_a_variant_declared_as_data_takes_its_options_from_the_constructor():
+    register_variants(TinyNet, {"tiny_variant_net": Variant({"width": 2}, "TinyNet, 2 maps.", {"num_classes": 9})})
+    try:
+        # The constructor's options but the fixed architecture, with the variant's defaults; the docstring is its line.
+        assert model_options("tiny_variant_net") == {"num_classes": 9, "in_chans": 3}
+        model = create_model("tiny_variant_net", in_chans=1)
+        assert (model.num_classes, model.stem.in_channels, model.stem.out_channels) == (9, 1, 2)
+        assert MODELS.get("tiny_variant_net").__doc__ == "TinyNet, 2 maps."
+        with pytest.raises(ConfigError, match="has no option 'width'"):
+            create_model("tiny_variant_net", width=4)  # fixed by the architecture
+    finally:
+        MODELS._entries.pop("tiny_variant_net")
+    with pytest.raises(TypeError, match=r"variant bad_net: \['depth'\] are not options of TinyNet"):
+        register_variants(TinyNet, {"bad_net": Variant({}, "", {"depth": 3})})

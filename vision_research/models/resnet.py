@@ -70,7 +70,7 @@ from torch import nn
 
 from .base import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, default_cfg, feature_info
 from .layers import DropPath, SEModule, make_divisible
-from .registry import register_model
+from .registry import Variant, register_variants
 from .scaling import scale_depths, scale_widths
 
 SHORTCUTS = ("A", "B", "C", "none")  # none: the plain network of §4.1 (no shortcut, no sum)
@@ -392,302 +392,68 @@ class ResNet(Backbone):
         return renamed
 
 
+# The variants (name → architecture, option defaults, description) -----------------------------------------------
+IMAGENET_ARCH: dict[str, Any] = {"widths": (64, 128, 256, 512), "stem_width": 64, "cifar": False}
 CIFAR_ARCH: dict[str, Any] = {"widths": (16, 32, 64), "stem_width": 16, "cifar": True}
+CIFAR_DEFAULTS = {"num_classes": 10, "shortcut": "A"}
 
 
-def _resnet(
-    block: type[ResidualUnit], depths: Sequence[int], *, arch: dict[str, Any] | None = None, **options: Any
-) -> ResNet:
-    """A ResNet from a builder's own arguments: builders pass ``**locals()``, so their signature is the option list."""
-    return ResNet(block, depths, **(arch or {}), **options)
+def _basic(depths: Sequence[int], arch: dict[str, Any] = IMAGENET_ARCH) -> dict[str, Any]:
+    return {"block": BasicBlock, "depths": depths, "block_args": None, **arch}
 
 
-def _bottleneck(cardinality: int = 1, base_width: int = 64, stride_on_1x1: bool = False) -> dict[str, Any]:
-    return {"block_args": {"cardinality": cardinality, "base_width": base_width, "stride_on_1x1": stride_on_1x1}}
+def _bottleneck(
+    depths: Sequence[int], cardinality: int = 1, base_width: int = 64, stride_on_1x1: bool = False
+) -> dict[str, Any]:
+    unit = {"cardinality": cardinality, "base_width": base_width, "stride_on_1x1": stride_on_1x1}
+    return {"block": Bottleneck, "depths": depths, "block_args": unit, **IMAGENET_ARCH}
 
 
-# ImageNet ResNets (Table 1), torchvision layout (v1.5) ----------------------------------------------------------------
+def _cifar(n: int, parameters: str) -> Variant:
+    """The §4.2 network of 6n+2 layers: n basic units per stage, 10 classes, option A shortcuts."""
+    return Variant(
+        _basic((n, n, n), CIFAR_ARCH), f"CIFAR ResNet-{6 * n + 2} (n = {n}): {parameters} parameters.", CIFAR_DEFAULTS
+    )
 
 
-@register_model
-def resnet18(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    shortcut: str = "B",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """ResNet-18: basic units [2, 2, 2, 2] (11,689,512 parameters)."""
-    return _resnet(BasicBlock, (2, 2, 2, 2), **locals())
-
-
-@register_model
-def resnet34(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    shortcut: str = "B",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """ResNet-34: basic units [3, 4, 6, 3] (21,797,672 parameters)."""
-    return _resnet(BasicBlock, (3, 4, 6, 3), **locals())
-
-
-@register_model
-def resnet50(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    shortcut: str = "B",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """ResNet-50 v1.5: bottleneck units [3, 4, 6, 3], stride on the 3×3 (25,557,032 parameters)."""
-    return _resnet(Bottleneck, (3, 4, 6, 3), arch=_bottleneck(), **locals())
-
-
-@register_model
-def resnet101(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    shortcut: str = "B",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """ResNet-101 v1.5: bottleneck units [3, 4, 23, 3], stride on the 3×3 (44,549,160 parameters)."""
-    return _resnet(Bottleneck, (3, 4, 23, 3), arch=_bottleneck(), **locals())
-
-
-@register_model
-def resnet152(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    shortcut: str = "B",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """ResNet-152 v1.5: bottleneck units [3, 8, 36, 3], stride on the 3×3 (60,192,808 parameters)."""
-    return _resnet(Bottleneck, (3, 8, 36, 3), arch=_bottleneck(), **locals())
-
-
-# The paper's bottleneck layout: stride 2 on the first 1×1 of conv3_1, conv4_1, conv5_1 ---------------------------
-
-
-@register_model
-def resnet50_paper(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    shortcut: str = "B",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """ResNet-50 as in He et al. 2015: stride on the first 1×1 (25,557,032 parameters, as resnet50)."""
-    return _resnet(Bottleneck, (3, 4, 6, 3), arch=_bottleneck(stride_on_1x1=True), **locals())
-
-
-@register_model
-def resnet101_paper(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    shortcut: str = "B",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """ResNet-101 as in He et al. 2015: stride on the first 1×1 (44,549,160 parameters)."""
-    return _resnet(Bottleneck, (3, 4, 23, 3), arch=_bottleneck(stride_on_1x1=True), **locals())
-
-
-@register_model
-def resnet152_paper(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    shortcut: str = "B",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """ResNet-152 as in He et al. 2015: stride on the first 1×1 (60,192,808 parameters)."""
-    return _resnet(Bottleneck, (3, 8, 36, 3), arch=_bottleneck(stride_on_1x1=True), **locals())
-
-
-# ResNeXt (Xie et al. 2017), torchvision layout -----------------------------------------------------------------
-
-
-@register_model
-def resnext50_32x4d(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    shortcut: str = "B",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """ResNeXt-50 (32×4d): cardinality 32, 4 maps per group at 64 planes (25,028,904 parameters)."""
-    return _resnet(Bottleneck, (3, 4, 6, 3), arch=_bottleneck(cardinality=32, base_width=4), **locals())
-
-
-@register_model
-def resnext101_32x8d(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    shortcut: str = "B",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """ResNeXt-101 (32×8d), torchvision's (88,791,336 parameters)."""
-    return _resnet(Bottleneck, (3, 4, 23, 3), arch=_bottleneck(cardinality=32, base_width=8), **locals())
-
-
-@register_model
-def resnext101_64x4d(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    shortcut: str = "B",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """ResNeXt-101 (64×4d) of the paper's Table 5 (83,455,272 parameters)."""
-    return _resnet(Bottleneck, (3, 4, 23, 3), arch=_bottleneck(cardinality=64, base_width=4), **locals())
-
-
-# SE-ResNet (Hu et al. 2018), timm layout ------------------------------------------------------------------------
-
-
-@register_model
-def seresnet50(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    shortcut: str = "B",
-    preact: bool = False,
-    se_ratio: float | None = 0.0625,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """SE-ResNet-50: resnet50 with an SE block (r = 16) on every unit, as timm's (28,088,024 parameters)."""
-    return _resnet(Bottleneck, (3, 4, 6, 3), arch=_bottleneck(), **locals())
-
-
-# CIFAR-10 ResNets (§4.2): 6n+2 layers, option A shortcuts ------------------------------------------------------
-
-
-@register_model
-def resnet20(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    shortcut: str = "A",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """CIFAR ResNet-20 (n = 3): 269,722 parameters."""
-    return _resnet(BasicBlock, (3, 3, 3), arch=CIFAR_ARCH, **locals())
-
-
-@register_model
-def resnet32(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    shortcut: str = "A",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """CIFAR ResNet-32 (n = 5): 464,154 parameters."""
-    return _resnet(BasicBlock, (5, 5, 5), arch=CIFAR_ARCH, **locals())
-
-
-@register_model
-def resnet44(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    shortcut: str = "A",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """CIFAR ResNet-44 (n = 7): 658,586 parameters."""
-    return _resnet(BasicBlock, (7, 7, 7), arch=CIFAR_ARCH, **locals())
-
-
-@register_model
-def resnet56(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    shortcut: str = "A",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """CIFAR ResNet-56 (n = 9): 853,018 parameters."""
-    return _resnet(BasicBlock, (9, 9, 9), arch=CIFAR_ARCH, **locals())
-
-
-@register_model
-def resnet110(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    shortcut: str = "A",
-    preact: bool = False,
-    se_ratio: float | None = None,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-) -> ResNet:
-    """CIFAR ResNet-110 (n = 18): 1,727,962 parameters."""
-    return _resnet(BasicBlock, (18, 18, 18), arch=CIFAR_ARCH, **locals())
+register_variants(
+    ResNet,
+    {
+        # ImageNet ResNets (Table 1), torchvision layout (v1.5: a downsampling bottleneck strides its 3×3)
+        "resnet18": Variant(_basic((2, 2, 2, 2)), "ResNet-18: basic units [2, 2, 2, 2] (11,689,512 parameters)."),
+        "resnet34": Variant(_basic((3, 4, 6, 3)), "ResNet-34: basic units [3, 4, 6, 3] (21,797,672 parameters)."),
+        "resnet50": Variant(_bottleneck((3, 4, 6, 3)), "ResNet-50 v1.5: bottleneck [3, 4, 6, 3] (25,557,032)."),
+        "resnet101": Variant(_bottleneck((3, 4, 23, 3)), "ResNet-101 v1.5: bottleneck [3, 4, 23, 3] (44,549,160)."),
+        "resnet152": Variant(_bottleneck((3, 8, 36, 3)), "ResNet-152 v1.5: bottleneck [3, 8, 36, 3] (60,192,808)."),
+        # The paper's bottleneck layout: stride 2 on the first 1×1 of conv3_1, conv4_1, conv5_1
+        "resnet50_paper": Variant(
+            _bottleneck((3, 4, 6, 3), stride_on_1x1=True), "ResNet-50 as in He et al. 2015 (25,557,032 parameters)."
+        ),
+        "resnet101_paper": Variant(
+            _bottleneck((3, 4, 23, 3), stride_on_1x1=True), "ResNet-101 as in He et al. 2015 (44,549,160)."
+        ),
+        "resnet152_paper": Variant(
+            _bottleneck((3, 8, 36, 3), stride_on_1x1=True), "ResNet-152 as in He et al. 2015 (60,192,808)."
+        ),
+        # ResNeXt (Xie et al. 2017), torchvision layout
+        "resnext50_32x4d": Variant(
+            _bottleneck((3, 4, 6, 3), cardinality=32, base_width=4), "ResNeXt-50 (32×4d) (25,028,904 parameters)."
+        ),
+        "resnext101_32x8d": Variant(
+            _bottleneck((3, 4, 23, 3), cardinality=32, base_width=8), "ResNeXt-101 (32×8d), torchvision's (88,791,336)."
+        ),
+        "resnext101_64x4d": Variant(
+            _bottleneck((3, 4, 23, 3), cardinality=64, base_width=4), "ResNeXt-101 (64×4d), Table 5 (83,455,272)."
+        ),
+        # SE-ResNet (Hu et al. 2018), timm layout
+        "seresnet50": Variant(
+            _bottleneck((3, 4, 6, 3)), "SE-ResNet-50: SE (r = 16) on every unit (28,088,024).", {"se_ratio": 0.0625}
+        ),
+        # CIFAR-10 ResNets (§4.2): 6n+2 layers, option A shortcuts
+        "resnet20": _cifar(3, "269,722"),
+        "resnet32": _cifar(5, "464,154"),
+        "resnet44": _cifar(7, "658,586"),
+        "resnet56": _cifar(9, "853,018"),
+        "resnet110": _cifar(18, "1,727,962"),
+    },
+)
