@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from vision_research.data import create_datamodule
-from vision_research.data.coco import CocoDataModule
+from vision_research.data.coco_datamodule import CocoDataModule
 from vision_research.data.scenes import render_scene
 from vision_research.data.shapes import SPLIT_SEEDS, ShapesDataModule, generate_shapes
 from vision_research.data.transforms import boxes_to_original
-from vision_research.data.voc import VOCDataModule
-from vision_research.data.yolo import YoloDataModule
+from vision_research.data.voc_datamodule import VOCDataModule
+from vision_research.data.yolo_datamodule import YoloDataModule
 from vision_research.errors import ConfigError, DataError
 
 SMALL = {"num_train": 12, "num_val": 6, "num_test": 4, "image_size": 64, "seed": 3}

@@ -4,17 +4,17 @@ Classification: ``mnist``, ``digits`` (embedded), ``image_folder`` (your photos)
 segmentation: ``shapes`` (embedded, generated), ``coco``, ``voc``, ``yolo``.
 """
 
-from . import coco, digits, folder, shapes, voc, yolo  # noqa: F401  (importing a module registers its datamodules)
+from . import coco_datamodule, digits, folder, shapes, voc_datamodule, yolo_datamodule  # noqa: F401  (importing a module registers its datamodules)
 from .annotations import AnnotationSet, DataWarning, ImageRecord, ObjectAnnotation
-from .coco import CocoDataModule
+from .coco_datamodule import CocoDataModule
 from .digits import DigitsDataModule, MNISTDataModule, read_idx
 from .folder import ImageFolderDataModule
 from .formats import convert, read_coco, read_voc, read_yolo, write_coco, write_voc, write_yolo
 from .registry import create_datamodule, list_datamodules, register_datamodule
 from .shapes import ShapesDataModule, generate_shapes
 from .transforms import boxes_to_original, build_classification_transforms, build_transforms
-from .voc import VOCDataModule
-from .yolo import YoloDataModule
+from .voc_datamodule import VOCDataModule
+from .yolo_datamodule import YoloDataModule
 
 __all__ = [
     "AnnotationSet",

@@ -28,13 +28,13 @@ from PIL import Image
 from ..errors import ConfigError
 from ..paths import data_cache_dir
 from .annotations import AnnotationSet, ImageRecord, ObjectAnnotation
-from .coco import CocoDataModule
+from .coco_datamodule import CocoDataModule
 from .detection import AnnotatedDataModule, MaskReader
 from .formats import save_mask_png, write_coco, write_voc, write_yolo
 from .registry import register_datamodule
 from .scenes import SHAPE_CLASSES, Scene, render_scene
-from .voc import VOCDataModule
-from .yolo import YoloDataModule
+from .voc_datamodule import VOCDataModule
+from .yolo_datamodule import YoloDataModule
 
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 READY = "READY.json"

@@ -1,7 +1,7 @@
 """Task heads that read a backbone's stage maps through its ``feature_info`` (see ``models/base.py``)."""
 
 from .fcn import AuxiliaryHead, BilinearUpsample, FCNHead
-from .yolo import (
+from .yolo_head import (
     YOLOV3_ANCHORS,
     MultiScaleYoloHead,
     YoloAnchorHead,

@@ -1,5 +1,5 @@
 """Task losses that are more than a torch one-liner."""
 
-from .yolo import AnchorTargets, YoloAnchorLoss, YoloV1Loss, flatten_targets
+from .yolo_loss import AnchorTargets, YoloAnchorLoss, YoloV1Loss, flatten_targets
 
 __all__ = ["AnchorTargets", "YoloAnchorLoss", "YoloV1Loss", "flatten_targets"]

@@ -4,7 +4,7 @@
 
 - ``v1`` — the paper's S×S grid on one backbone stage (``head.stage``, default the last): B boxes with
   confidences and one class distribution per cell, trained with the multi-part sum-squared loss
-  (``losses/yolo.py``: λ_coord = 5, λ_noobj = 0.5 by default);
+  (``losses/yolo_loss.py``: λ_coord = 5, λ_noobj = 0.5 by default);
 - ``anchors`` — YOLOv2/v3 anchor boxes on one or more stages (``head.strides``, e.g. [8, 16, 32]): sigmoid
   centre offsets, log-space sizes relative to anchors that are, by default, k-means clusters (d = 1 − IoU)
   of the training boxes, per-box classes.
@@ -32,8 +32,8 @@ from ..analysis.visualize import denormalize
 from ..data.transforms import boxes_to_original, letterbox_geometry
 from ..errors import ConfigError
 from ..heads.stages import select_stages
-from ..heads.yolo import MultiScaleYoloHead, YoloV1Head, decode_anchors, decode_v1, kmeans_anchors, postprocess
-from ..losses.yolo import YoloAnchorLoss, YoloV1Loss
+from ..heads.yolo_head import MultiScaleYoloHead, YoloV1Head, decode_anchors, decode_v1, kmeans_anchors, postprocess
+from ..losses.yolo_loss import YoloAnchorLoss, YoloV1Loss
 from ..metrics.detection import COCO_STATS_NAMES, CocoMeanAveragePrecision
 from ..models import create_model, freeze_unused_by_features
 from .base import VisionTask

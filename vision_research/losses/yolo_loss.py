@@ -1,6 +1,6 @@
 """YOLO losses: the v1 sum-squared loss and the v2/v3 anchor loss, vectorised over boxes, computed in fp32.
 
-Both take the raw head outputs (see :mod:`vision_research.heads.yolo` for the parameterisation) and targets
+Both take the raw head outputs (see :mod:`vision_research.heads.yolo_head` for the parameterisation) and targets
 following torchvision: one dict per image with ``boxes`` FloatTensor[N, 4] xyxy pixels of the network input
 and ``labels`` Int64Tensor[N] in 0..C-1. Crowd boxes (``iscrowd`` True) and degenerate boxes (zero width or
 height) are removed before assignment; images without objects are legal.
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torchvision.ops import box_convert, box_iou
 
 from ..errors import ConfigError
-from ..heads.yolo import decode_anchor_boxes, shape_iou, v1_cell_boxes
+from ..heads.yolo_head import decode_anchor_boxes, shape_iou, v1_cell_boxes
 
 __all__ = ["AnchorTargets", "YoloAnchorLoss", "YoloV1Loss", "flatten_targets"]
 

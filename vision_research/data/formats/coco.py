@@ -1,0 +1,220 @@
+"""COCO instances JSON (Lin et al. 2014), indexed with pycocotools: boxes xywh in pixels, category ids with gaps
+(mapped to contiguous labels and back through ``AnnotationSet.category_ids``), polygons or RLE for masks,
+``iscrowd`` regions kept and flagged; image, annotation and category ids must be unique (pycocotools would
+silently merge entries sharing one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import DataError
+from ..annotations import AnnotationSet, ImageRecord, ObjectAnnotation, sanitize_box
+from .writing import ConversionReport, place_image, progress_over
+
+
+def load_json(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: annotation file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object with 'images', 'annotations' and 'categories'")
+    return data
+
+
+def _check_coco(data: dict, path: Path) -> None:
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DataError(f"{path}: the COCO key '{key}' is missing or not a list")
+    for n, image in enumerate(data["images"]):
+        missing = [k for k in ("id", "file_name", "width", "height") if k not in image]
+        if missing:
+            raise DataError(f"{path}: images[{n}] lacks {', '.join(missing)}")
+    for n, cat in enumerate(data["categories"]):
+        if "id" not in cat or "name" not in cat:
+            raise DataError(f"{path}: categories[{n}] lacks 'id' or 'name'")
+    check_unique_coco_ids(data, str(path))
+    image_ids = {image["id"] for image in data["images"]}
+    category_ids = {cat["id"] for cat in data["categories"]}
+    for n, ann in enumerate(data["annotations"]):
+        where = f"{path}: annotations[{n}] (id {ann.get('id')})"
+        if "id" not in ann:
+            raise DataError(f"{where} has no 'id'")
+        if ann.get("image_id") not in image_ids:
+            raise DataError(f"{where} refers to image_id {ann.get('image_id')}, which is not in 'images'")
+        if ann.get("category_id") not in category_ids:
+            raise DataError(
+                f"{where} has category_id {ann.get('category_id')}, which is not in 'categories' "
+                f"(known ids: {sorted(category_ids)})"
+            )
+        bbox = ann.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox):
+            raise DataError(f"{where}: 'bbox' must be [x, y, width, height] numbers; got {bbox!r}")
+
+
+_COCO_ID_KINDS = {
+    "images": ("image", "file_name"),
+    "annotations": ("annotation", "image_id"),
+    "categories": ("category", "name"),
+}
+
+
+def check_unique_coco_ids(data: dict, where: str) -> None:
+    """``DataError`` naming the first id shared by two images, annotations or categories of ``data``.
+
+    pycocotools indexes each list by id, so a repeated id silently drops one entry and merges its boxes
+    into the other's (reading) or loses and doubles ground-truth boxes (evaluation).
+    """
+    for key, (kind, label) in _COCO_ID_KINDS.items():
+        first_of: dict = {}
+        for n, entry in enumerate(data.get(key, [])):
+            m = first_of.setdefault(entry.get("id"), n)
+            if m != n and entry.get("id") is not None:
+                first = data[key][m]
+                raise DataError(
+                    f"{where}: {kind} id {entry['id']!r} is used twice, by {key}[{m}] ({label} {first.get(label)!r}) "
+                    f"and {key}[{n}] ({label} {entry.get(label)!r}); give every {kind} its own id"
+                )
+
+
+def coco_index(data: dict):  # -> pycocotools.coco.COCO
+    """pycocotools' index over an already loaded instances dict, without its console chatter."""
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def default_coco_image_dir(json_path: Path) -> Path:
+    """``<root>/images`` or ``<root>/<split>`` (``instances_train2017.json`` → ``train2017``) beside annotations/."""
+    root = json_path.parent.parent if json_path.parent.name == "annotations" else json_path.parent
+    split = json_path.stem.removeprefix("instances_")
+    for candidate in (root / "images" / split, root / split, root / "images"):
+        if candidate.is_dir():
+            return candidate
+    raise DataError(f"{json_path}: no image folder found at {root / 'images'} or {root / split}; pass image_dir")
+
+
+def read_coco(json_path: str | Path, image_dir: str | Path | None = None) -> AnnotationSet:
+    """A COCO instances file; labels follow the sorted category ids."""
+    json_path = Path(json_path)
+    data = load_json(json_path)
+    _check_coco(data, json_path)
+    image_dir = Path(image_dir) if image_dir is not None else default_coco_image_dir(json_path)
+    coco = coco_index(data)
+    categories = sorted(data["categories"], key=lambda c: c["id"])
+    name_of = {c["id"]: str(c["name"]) for c in categories}
+    records = []
+    for image_id in sorted(coco.imgs):
+        info = coco.imgs[image_id]
+        record = ImageRecord(
+            file_name=info["file_name"],
+            width=int(info["width"]),
+            height=int(info["height"]),
+            image_id=image_id,
+            source=f"{json_path} (image id {image_id})",
+        )
+        for ann in coco.imgToAnns.get(image_id, []):
+            x, y, w, h = ann["bbox"]
+            where = f"{json_path}: annotation id {ann.get('id')} of image {info['file_name']}"
+            box = sanitize_box((x, y, x + w, y + h), record.width, record.height, where)
+            if box is not None:
+                record.objects.append(
+                    ObjectAnnotation(
+                        box=box,
+                        category=name_of[ann["category_id"]],
+                        difficult=bool(ann.get("difficult", 0)),
+                        iscrowd=bool(ann.get("iscrowd", 0)),
+                        segmentation=ann.get("segmentation") or None,
+                        area=ann.get("area"),
+                    )
+                )
+        records.append(record)
+    return AnnotationSet(
+        records,
+        [name_of[c["id"]] for c in categories],
+        image_dir=image_dir,
+        category_ids=[c["id"] for c in categories],
+        source=str(json_path),
+    )
+
+
+def coco_dict(annotations: AnnotationSet, decimals: int = 3) -> dict:
+    """The COCO instances dict of ``annotations`` (``difficult`` kept as an extra key pycocotools ignores)."""
+    images, anns = [], []
+    for record in annotations.images:
+        images.append(
+            {"id": record.image_id, "file_name": record.file_name, "width": record.width, "height": record.height}
+        )
+        for obj in record.objects:
+            x1, y1, x2, y2 = obj.box
+            ann = {
+                "id": len(anns) + 1,
+                "image_id": record.image_id,
+                "category_id": annotations.category_ids[annotations.label(obj.category)],
+                "bbox": [round(v, decimals) for v in (x1, y1, x2 - x1, y2 - y1)],
+                "area": round(obj.area if obj.area is not None else obj.box_area, decimals),
+                "iscrowd": int(obj.iscrowd),
+            }
+            if obj.segmentation is not None:
+                ann["segmentation"] = obj.segmentation
+            if obj.difficult:
+                ann["difficult"] = 1
+            anns.append(ann)
+    categories = [
+        {"id": cid, "name": name, "supercategory": "object"}
+        for cid, name in zip(annotations.category_ids, annotations.categories, strict=True)
+    ]
+    data = {"images": images, "annotations": anns, "categories": categories}
+    check_unique_coco_ids(data, annotations.source)
+    return data
+
+
+def coco_class_map(record: ImageRecord, annotations: AnnotationSet) -> np.ndarray:
+    """A class map [H, W] uint8 from the objects' COCO polygons / RLE: 0 background, label + 1 per object
+    (smaller objects painted over larger ones), crowd regions 255 (ignore)."""
+    from pycocotools import mask as mask_utils
+
+    height, width = record.height, record.width
+    class_map = np.zeros((height, width), dtype=np.uint8)
+    if annotations.num_classes > 254:
+        raise DataError(f"{annotations.source}: {annotations.num_classes} classes do not fit a uint8 class map")
+    for k, obj in sorted(enumerate(record.objects), key=lambda item: -item[1].box_area):
+        if obj.segmentation is None:
+            raise DataError(f"{record.source}: object {k} ('{obj.category}') has no segmentation (polygons or RLE)")
+        segmentation = obj.segmentation
+        if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
+            segmentation = mask_utils.frPyObjects(segmentation, height, width)  # uncompressed RLE
+        elif isinstance(segmentation, list):
+            segmentation = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        pixels = mask_utils.decode(segmentation).astype(bool)
+        class_map[pixels] = 255 if obj.iscrowd else annotations.label(obj.category) + 1
+    return class_map
+
+
+def write_coco(
+    annotations: AnnotationSet, json_path: str | Path, image_dir: str | Path | None = None, progress=False
+) -> ConversionReport:
+    """A COCO instances JSON; with ``image_dir`` the images are hard-linked there under their file names."""
+    json_path, report = Path(json_path), ConversionReport()
+    if image_dir is not None:
+        for record in progress_over(annotations.images, "writing COCO images", progress):
+            place_image(annotations.image_path(record), Path(image_dir) / record.file_name)
+    data = coco_dict(annotations)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(data))
+    report.images, report.objects = len(data["images"]), len(data["annotations"])
+    return report
