@@ -12,6 +12,16 @@ from .errors import ConfigError, close_matches, unknown_name_error
 T = TypeVar("T", bound=Callable[..., Any])
 
 
+def keyword_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The parameters of ``fn`` (a function or a class) that have a default, with it: its options, read from the
+    code rather than kept by hand beside it."""
+    return {
+        p.name: p.default
+        for p in inspect.signature(fn).parameters.values()
+        if p.default is not p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+
+
 class Registry(Generic[T]):
     """Builders registered by name; unknown names and unknown options raise ``ConfigError`` with hints."""
 

@@ -36,13 +36,16 @@ from ..heads.yolo_head import MultiScaleYoloHead, YoloV1Head, decode_anchors, de
 from ..losses.yolo_loss import YoloAnchorLoss, YoloV1Loss
 from ..metrics.detection import COCO_STATS_NAMES, CocoMeanAveragePrecision
 from ..models import create_model, freeze_unused_by_features
+from ..registry import keyword_defaults
 from .base import VisionTask
 from .registry import register_task
 
 HEAD_TYPES = ("v1", "anchors")
-V1_HEAD_KEYS = {"type", "stage", "grid_size", "num_boxes", "hidden_channels", "fc", "dropout"}
-ANCHOR_HEAD_KEYS = {"type", "strides", "anchors", "anchors_per_scale", "hidden_channels"}
-POSTPROCESS_DEFAULTS = {"score_threshold": 0.001, "iou_threshold": 0.5, "max_detections": 100}
+# task.head's keys: the task's own (which head, which stages or strides, the anchors or how many per scale to cluster)
+# and the head's options; task.postprocess's: the options of postprocess. Read from the signatures.
+V1_HEAD_KEYS = {"type", "stage", *keyword_defaults(YoloV1Head)}
+ANCHOR_HEAD_KEYS = {"type", "strides", "anchors", "anchors_per_scale", *keyword_defaults(MultiScaleYoloHead)}
+POSTPROCESS_DEFAULTS = keyword_defaults(postprocess)
 
 
 def kmeans_anchors_from_data(datamodule: Any, image_size: int, strides: Sequence[int], per_scale: int) -> list:
