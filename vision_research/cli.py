@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .config_tree import config_dir, flat_keys, missing_keys
 from .errors import ConfigError, VisionResearchError, close_matches
 from .paths import check_can_create, path_safe
 
@@ -35,8 +36,6 @@ warnings.filterwarnings("ignore", message="Precision bf16-mixed is not supported
 # A new run never starts in a directory holding checkpoints (train.check_fresh_run_dir); a resumed one does on purpose.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
-# The config tree is packaged with the code (configs/ at the top of the source tree links here).
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 TRAIN_SCRIPT = Path(__file__).resolve().parent / "launch" / "train.py"
 HYDRA_FLAGS_WITH_VALUE = {
     "--cfg",
@@ -74,12 +73,6 @@ commands:
             (vr compare runs/sweeps/<date> [--by key,key] [--metrics m,m] [--baseline key=value]; vr compare --help)
 
 Run directories go to runs/ (TensorBoard: tensorboard --logdir runs)."""
-
-
-def config_dir() -> Path:
-    if not (CONFIG_DIR / "train.yaml").is_file():
-        raise ConfigError(f"the config tree was not found at {CONFIG_DIR}; reinstall vision_research")
-    return CONFIG_DIR
 
 
 def search_path(args: list[str]) -> list[str]:
@@ -163,31 +156,6 @@ def _explain_hydra_error(message: str, base_keys: list[str], extra: list[str] = 
         hint = f" Did you mean: {', '.join(matches)}?" if matches else ""
         return f"unknown config key '{key}'.{hint} (Add a new key with +{key}=...)"
     return message.strip().splitlines()[0] if message.strip() else "invalid override"
-
-
-def flat_keys(node: object, prefix: str = "") -> list[str]:
-    """Every key of a DictConfig, nested ones dotted (``splits``, ``splits.train``)."""
-    from omegaconf import DictConfig
-
-    keys = []
-    if isinstance(node, DictConfig):
-        for key in node:
-            path = f"{prefix}{key}"
-            keys.append(path)
-            keys.extend(flat_keys(node._get_node(key), path + "."))
-    return keys
-
-
-def missing_keys(node: object, prefix: str = "") -> list[str]:
-    """The keys whose value is still ``???``, nested ones dotted; interpolations are not resolved."""
-    from omegaconf import DictConfig
-
-    missing = []
-    if isinstance(node, DictConfig):
-        for key in node:
-            path, child = f"{prefix}{key}", node._get_node(key)
-            missing.extend([path] if child._is_missing() else missing_keys(child, path + "."))
-    return missing
 
 
 def _check_missing_values(composed: object, choices: Callable[[], Mapping[str, Any]]) -> None:

@@ -21,7 +21,7 @@ import lightning as L
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import config_dir, flat_keys
+from .config_tree import config_dir, flat_keys
 from .errors import ConfigError, close_matches, unknown_name_error
 from .models import count_parameters
 from .paths import path_safe

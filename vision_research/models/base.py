@@ -1,4 +1,4 @@
-"""The backbone contract every model of the framework honours (see DESIGN.md, "Public contract").
+"""The backbone contract every model of the framework honours (ARCHITECTURE.md, "Contracts"; timm's vocabulary).
 
 - ``forward(x)`` returns logits; it is ``forward_head(forward_features(x))``.
 - ``forward_features(x)`` returns one feature map per stage, finest first.
