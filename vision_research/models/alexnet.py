@@ -49,7 +49,7 @@ from torch import nn
 
 from .base import Backbone, default_cfg, feature_info, imagenet_stats, sequential_stages
 from .layers import LocalResponseNorm
-from .registry import register_model
+from .registry import Variant, register_variants
 
 # The paper's LRN constants (§3.3; SEEDS "Decisions").
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
@@ -180,22 +180,19 @@ class AlexNet(Backbone):
         self.num_classes = self.default_cfg["num_classes"] = num_classes
 
 
-@register_model
-def alexnet(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> AlexNet:
-    """AlexNet in torchvision's layout: 64/192/384/256/256 maps, no LRN (61,100,840 parameters)."""
-    return AlexNet(num_classes, in_chans, paper=False, drop_rate=drop_rate)
-
-
-@register_model
-def alexnet_paper(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    lrn: bool = True,
-    overlap_pool: bool = True,
-    groups: int = 1,
-    drop_rate: float = 0.5,
-) -> AlexNet:
-    """AlexNet as in Krizhevsky et al. 2012: 96/256/384/384/256 maps, LRN, overlapping pools (62,378,344)."""
-    return AlexNet(
-        num_classes, in_chans, paper=True, lrn=lrn, overlap_pool=overlap_pool, groups=groups, drop_rate=drop_rate
-    )
+# The variants (name → architecture, description) ----------------------------------------------------------------------
+register_variants(
+    AlexNet,
+    {
+        # lrn / overlap_pool / groups are the paper's ablations: fixed at their defaults (no ablation), which is all
+        # torchvision's layout accepts, so they are not its options
+        "alexnet": Variant(
+            {"paper": False, "lrn": True, "overlap_pool": True, "groups": 1},
+            "AlexNet in torchvision's layout: 64/192/384/256/256 maps, no LRN (61,100,840 parameters).",
+        ),
+        "alexnet_paper": Variant(
+            {"paper": True},
+            "AlexNet as in Krizhevsky et al. 2012: 96/256/384/384/256 maps, LRN, overlapping pools (62,378,344).",
+        ),
+    },
+)

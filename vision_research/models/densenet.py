@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Backbone, default_cfg, feature_info, imagenet_stats
-from .registry import register_model
+from .registry import Variant, register_variants
 
 # Keys of torchvision's older DenseNet checkpoints: "denselayer1.norm.1.weight" for "denselayer1.norm1.weight".
 _LEGACY_DENSE_LAYER_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12])\.([a-z_]+)$")
@@ -186,33 +186,23 @@ class DenseNet(Backbone):
         return {_LEGACY_DENSE_LAYER_KEY.sub(r"\1\2.\3", key): value for key, value in state_dict.items()}
 
 
-@register_model
-def densenet121(
-    num_classes: int = 1000, in_chans: int = 3, bn_size: int = 4, compression: float = 0.5, drop_rate: float = 0.0
-) -> DenseNet:
-    """DenseNet-121 (k = 32; blocks 6, 12, 24, 16): 7,978,856 parameters."""
-    return DenseNet(num_classes, in_chans, 32, (6, 12, 24, 16), 64, bn_size, compression, drop_rate)
+# The variants: Table 1's ImageNet models (name → architecture, description) -------------------------------------------
+def _densenet(growth_rate: int, block_config: tuple[int, ...], parameters: int, num_init_features: int = 64) -> Variant:
+    """DenseNet-(2·Σ block_config + 5): its growth rate, layers per block and stem width are architecture."""
+    stem = f", stem {num_init_features} maps" if num_init_features != 64 else ""
+    blocks = ", ".join(map(str, block_config))
+    return Variant(
+        {"growth_rate": growth_rate, "block_config": block_config, "num_init_features": num_init_features},
+        f"DenseNet-{2 * sum(block_config) + 5} (k = {growth_rate}{stem}; blocks {blocks}): {parameters:,} parameters.",
+    )
 
 
-@register_model
-def densenet169(
-    num_classes: int = 1000, in_chans: int = 3, bn_size: int = 4, compression: float = 0.5, drop_rate: float = 0.0
-) -> DenseNet:
-    """DenseNet-169 (k = 32; blocks 6, 12, 32, 32): 14,149,480 parameters."""
-    return DenseNet(num_classes, in_chans, 32, (6, 12, 32, 32), 64, bn_size, compression, drop_rate)
-
-
-@register_model
-def densenet201(
-    num_classes: int = 1000, in_chans: int = 3, bn_size: int = 4, compression: float = 0.5, drop_rate: float = 0.0
-) -> DenseNet:
-    """DenseNet-201 (k = 32; blocks 6, 12, 48, 32): 20,013,928 parameters."""
-    return DenseNet(num_classes, in_chans, 32, (6, 12, 48, 32), 64, bn_size, compression, drop_rate)
-
-
-@register_model
-def densenet161(
-    num_classes: int = 1000, in_chans: int = 3, bn_size: int = 4, compression: float = 0.5, drop_rate: float = 0.0
-) -> DenseNet:
-    """DenseNet-161 (k = 48, stem 96 maps; blocks 6, 12, 36, 24): 28,681,000 parameters."""
-    return DenseNet(num_classes, in_chans, 48, (6, 12, 36, 24), 96, bn_size, compression, drop_rate)
+register_variants(
+    DenseNet,
+    {
+        "densenet121": _densenet(32, (6, 12, 24, 16), 7_978_856),
+        "densenet169": _densenet(32, (6, 12, 32, 32), 14_149_480),
+        "densenet201": _densenet(32, (6, 12, 48, 32), 20_013_928),
+        "densenet161": _densenet(48, (6, 12, 36, 24), 28_681_000, num_init_features=96),
+    },
+)

@@ -20,13 +20,14 @@ B0 (Table 1), found by architecture search on a FLOPs budget:
     i of n (from 0) drops its residual branch with p = 0.2·i/n, so survival falls linearly from 1 towards
     0.8. Dropout before the fc (``EFFICIENTNET_PARAMS``).
 
-B1–B7 are B0 scaled by ``scaling.py``, not a table of channels. Each builder takes the released
-(width, depth, resolution, dropout) row of ``scaling.EFFICIENTNET_PARAMS``. Channels (stem, stages, head)
-become ``make_divisible(c·width, 8)`` and repeats become ``ceil(n·depth)``, as in the released code.
-``default_cfg`` holds the row's input size and dropout. Parameter counts equal torchvision's for all eight
-(B0 **5,288,548** … B7 **66,347,960**; tests). Torchvision's weights load by position and give the same
-outputs (tested for B0 and B1). ``scale_model("efficientnet_b0", φ)`` applies eq. 3 itself. The released
-table is not eq. 3 for φ = 1…7: see ``scaling.py``.
+B1–B7 are B0 scaled by ``scaling.py``, not a table of channels. Each variant is one released (width, depth,
+resolution, dropout) row of ``scaling.EFFICIENTNET_PARAMS``: the width, depth and dropout are its options'
+defaults, the resolution (and BatchNorm, below) fixed. Channels (stem, stages, head) become
+``make_divisible(c·width, 8)`` and repeats become ``ceil(n·depth)``, as in the released code. ``default_cfg``
+holds the row's input size and dropout. Parameter counts equal torchvision's for all eight (B0 **5,288,548** …
+B7 **66,347,960**; tests). Torchvision's weights load by position and give the same outputs (tested for B0 and
+B1). ``scale_model("efficientnet_b0", φ)`` applies eq. 3 itself. The released table is not eq. 3 for
+φ = 1…7: see ``scaling.py``.
 
 Differences from the paper and the released TF code, all for torchvision weight compatibility:
 - convolutions are padded symmetrically by k//2. TF pads stride-2 convs asymmetrically ("SAME"), so TF-ported
@@ -41,8 +42,8 @@ from __future__ import annotations
 from torch import nn
 
 from .mobilenet import InvertedResidualNet, StageSpec
-from .registry import register_model
-from .scaling import EFFICIENTNET_PARAMS, scale_depths, scale_widths
+from .registry import Variant, register_variants
+from .scaling import EFFICIENTNET_PARAMS, EfficientNetParams, scale_depths, scale_widths
 
 # Table 1, stages 2-8: expansion t, kernel, stride of the first block, channels, layers.
 EFFICIENTNET_B0_STAGES: tuple[StageSpec, ...] = (
@@ -107,124 +108,27 @@ class EfficientNet(InvertedResidualNet):
                 module.eps, module.momentum = bn_eps, bn_momentum
 
 
-def _efficientnet(
-    variant: str,
-    num_classes: int,
-    in_chans: int,
-    width_mult: float,
-    depth_mult: float,
-    drop_rate: float,
-    drop_path_rate: float,
-) -> EfficientNet:
-    eps, momentum = EFFICIENTNET_BN[variant]
-    resolution = EFFICIENTNET_PARAMS[variant].resolution
-    return EfficientNet(
-        num_classes, in_chans, width_mult, depth_mult, drop_rate, drop_path_rate, resolution, eps, momentum
+# The variants: B0 × each released row (name → architecture, option defaults, description) -----------------------------
+# Parameter counts of B0…B7 (= torchvision's, tested).
+EFFICIENTNET_COUNTS = (5_288_548, 7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784, 43_040_704, 66_347_960)
+
+
+def _variant(name: str, row: EfficientNetParams, parameters: int) -> Variant:
+    """The row's resolution and BatchNorm are architecture; its multipliers and dropout the option defaults."""
+    eps, momentum = EFFICIENTNET_BN[name]
+    b = name.removeprefix("efficientnet_b")
+    scaled = " (Table 1):" if b == "0" else f": B0 × (width {row.width_mult}, depth {row.depth_mult}),"
+    return Variant(
+        {"img_size": row.resolution, "bn_eps": eps, "bn_momentum": momentum},
+        f"EfficientNet-B{b}{scaled} {row.resolution}², {parameters:,} parameters.",
+        {"width_mult": row.width_mult, "depth_mult": row.depth_mult, "drop_rate": row.dropout},
     )
 
 
-_B = EFFICIENTNET_PARAMS
-
-
-@register_model
-def efficientnet_b0(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    width_mult: float = _B["efficientnet_b0"].width_mult,
-    depth_mult: float = _B["efficientnet_b0"].depth_mult,
-    drop_rate: float = _B["efficientnet_b0"].dropout,
-    drop_path_rate: float = 0.2,
-) -> EfficientNet:
-    """EfficientNet-B0 (Table 1): 224², 5,288,548 parameters."""
-    return _efficientnet("efficientnet_b0", num_classes, in_chans, width_mult, depth_mult, drop_rate, drop_path_rate)
-
-
-@register_model
-def efficientnet_b1(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    width_mult: float = _B["efficientnet_b1"].width_mult,
-    depth_mult: float = _B["efficientnet_b1"].depth_mult,
-    drop_rate: float = _B["efficientnet_b1"].dropout,
-    drop_path_rate: float = 0.2,
-) -> EfficientNet:
-    """EfficientNet-B1: B0 × (width 1.0, depth 1.1), 240², 7,794,184 parameters."""
-    return _efficientnet("efficientnet_b1", num_classes, in_chans, width_mult, depth_mult, drop_rate, drop_path_rate)
-
-
-@register_model
-def efficientnet_b2(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    width_mult: float = _B["efficientnet_b2"].width_mult,
-    depth_mult: float = _B["efficientnet_b2"].depth_mult,
-    drop_rate: float = _B["efficientnet_b2"].dropout,
-    drop_path_rate: float = 0.2,
-) -> EfficientNet:
-    """EfficientNet-B2: B0 × (width 1.1, depth 1.2), 260², 9,109,994 parameters."""
-    return _efficientnet("efficientnet_b2", num_classes, in_chans, width_mult, depth_mult, drop_rate, drop_path_rate)
-
-
-@register_model
-def efficientnet_b3(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    width_mult: float = _B["efficientnet_b3"].width_mult,
-    depth_mult: float = _B["efficientnet_b3"].depth_mult,
-    drop_rate: float = _B["efficientnet_b3"].dropout,
-    drop_path_rate: float = 0.2,
-) -> EfficientNet:
-    """EfficientNet-B3: B0 × (width 1.2, depth 1.4), 300², 12,233,232 parameters."""
-    return _efficientnet("efficientnet_b3", num_classes, in_chans, width_mult, depth_mult, drop_rate, drop_path_rate)
-
-
-@register_model
-def efficientnet_b4(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    width_mult: float = _B["efficientnet_b4"].width_mult,
-    depth_mult: float = _B["efficientnet_b4"].depth_mult,
-    drop_rate: float = _B["efficientnet_b4"].dropout,
-    drop_path_rate: float = 0.2,
-) -> EfficientNet:
-    """EfficientNet-B4: B0 × (width 1.4, depth 1.8), 380², 19,341,616 parameters."""
-    return _efficientnet("efficientnet_b4", num_classes, in_chans, width_mult, depth_mult, drop_rate, drop_path_rate)
-
-
-@register_model
-def efficientnet_b5(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    width_mult: float = _B["efficientnet_b5"].width_mult,
-    depth_mult: float = _B["efficientnet_b5"].depth_mult,
-    drop_rate: float = _B["efficientnet_b5"].dropout,
-    drop_path_rate: float = 0.2,
-) -> EfficientNet:
-    """EfficientNet-B5: B0 × (width 1.6, depth 2.2), 456², 30,389,784 parameters."""
-    return _efficientnet("efficientnet_b5", num_classes, in_chans, width_mult, depth_mult, drop_rate, drop_path_rate)
-
-
-@register_model
-def efficientnet_b6(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    width_mult: float = _B["efficientnet_b6"].width_mult,
-    depth_mult: float = _B["efficientnet_b6"].depth_mult,
-    drop_rate: float = _B["efficientnet_b6"].dropout,
-    drop_path_rate: float = 0.2,
-) -> EfficientNet:
-    """EfficientNet-B6: B0 × (width 1.8, depth 2.6), 528², 43,040,704 parameters."""
-    return _efficientnet("efficientnet_b6", num_classes, in_chans, width_mult, depth_mult, drop_rate, drop_path_rate)
-
-
-@register_model
-def efficientnet_b7(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    width_mult: float = _B["efficientnet_b7"].width_mult,
-    depth_mult: float = _B["efficientnet_b7"].depth_mult,
-    drop_rate: float = _B["efficientnet_b7"].dropout,
-    drop_path_rate: float = 0.2,
-) -> EfficientNet:
-    """EfficientNet-B7: B0 × (width 2.0, depth 3.1), 600², 66,347,960 parameters."""
-    return _efficientnet("efficientnet_b7", num_classes, in_chans, width_mult, depth_mult, drop_rate, drop_path_rate)
+register_variants(
+    EfficientNet,
+    {
+        name: _variant(name, row, parameters)
+        for (name, row), parameters in zip(EFFICIENTNET_PARAMS.items(), EFFICIENTNET_COUNTS, strict=True)
+    },
+)

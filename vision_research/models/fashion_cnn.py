@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .base import Backbone, default_cfg, feature_info
-from .registry import register_model
+from .registry import Variant, register_variants
 
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 
@@ -88,9 +88,7 @@ class FashionMNISTCNN(Backbone):
         self.default_cfg["num_classes"] = num_classes
 
 
-@register_model
-def fashion_mnist_cnn(
-    num_classes: int = 10, in_chans: int = 1, img_size: int = 28, drop_rate: float = 0.5
-) -> FashionMNISTCNN:
-    """Géron's simple Fashion-MNIST CNN (1,413,834 parameters at 28×28)."""
-    return FashionMNISTCNN(num_classes, in_chans, img_size, drop_rate)
+register_variants(
+    FashionMNISTCNN,
+    {"fashion_mnist_cnn": Variant({}, "Géron's simple Fashion-MNIST CNN (1,413,834 parameters at 28×28).")},
+)

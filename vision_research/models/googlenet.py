@@ -58,7 +58,7 @@ from torch import nn
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone, default_cfg, feature_info, imagenet_stats
 from .layers import ConvNormAct, LocalResponseNorm, SEModule
-from .registry import register_model
+from .registry import Variant, register_variants
 
 # Table 1: #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj, for each inception module.
 INCEPTION_V1_TABLE: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -277,37 +277,17 @@ class GoogLeNet(Backbone):
         return layer.to(self.conv1.conv.weight.device, self.conv1.conv.weight.dtype)
 
 
-@register_model
-def googlenet(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    aux_logits: bool = True,
-    batch_norm: bool = True,
-    lrn: bool = False,
-    branch5_kernel: int = 3,
-    pool4_kernel: int = 2,
-    drop_rate: float = 0.2,
-    se_ratio: float | None = None,
-    transform_input: bool = False,
-) -> GoogLeNet:
-    """GoogLeNet in torchvision's weight-compatible layout (BN, 3×3 "5×5" branch): 6,624,904 parameters."""
-    options = (aux_logits, batch_norm, lrn, branch5_kernel, pool4_kernel, drop_rate, se_ratio, transform_input)
-    return GoogLeNet(num_classes, in_chans, *options)
-
-
-@register_model
-def googlenet_paper(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    aux_logits: bool = True,
-    batch_norm: bool = False,
-    lrn: bool = True,
-    branch5_kernel: int = 5,
-    pool4_kernel: int = 3,
-    drop_rate: float = 0.4,
-    se_ratio: float | None = None,
-    transform_input: bool = False,
-) -> GoogLeNet:
-    """GoogLeNet as in Szegedy et al. 2015: no BN, LRN in the stem, 5×5 convs, dropout 0.4 (6,998,552)."""
-    options = (aux_logits, batch_norm, lrn, branch5_kernel, pool4_kernel, drop_rate, se_ratio, transform_input)
-    return GoogLeNet(num_classes, in_chans, *options)
+# The variants: nothing fixed, the constructor's defaults are torchvision's, the paper's network overrides them --------
+register_variants(
+    GoogLeNet,
+    {
+        "googlenet": Variant(
+            {}, 'GoogLeNet in torchvision\'s weight-compatible layout (BN, 3×3 "5×5" branch): 6,624,904 parameters.'
+        ),
+        "googlenet_paper": Variant(
+            {},
+            "GoogLeNet as in Szegedy et al. 2015: no BN, LRN in the stem, 5×5 convs, dropout 0.4 (6,998,552).",
+            {"batch_norm": False, "lrn": True, "branch5_kernel": 5, "pool4_kernel": 3, "drop_rate": 0.4},
+        ),
+    },
+)

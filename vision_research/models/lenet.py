@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .base import Backbone, default_cfg, feature_info
-from .registry import register_model
+from .registry import Variant, register_variants
 
 # Table I of the paper: the S2 maps (0..5) each C3 map (0..15) is connected to.
 LENET5_C3_TABLE: tuple[tuple[int, ...], ...] = (
@@ -198,27 +198,17 @@ class LeNet5(Backbone):
         self.default_cfg["num_classes"] = num_classes
 
 
-@register_model
-def lenet5(
-    num_classes: int = 10,
-    in_chans: int = 1,
-    activation: str = "scaled_tanh",
-    pooling: str = "trainable",
-    c3_table: bool = True,
-    output: str = "rbf",
-) -> LeNet5:
-    """LeNet-5 as in LeCun et al. 1998: scaled tanh, trainable subsampling, C3 table, RBF output (60,000)."""
-    return LeNet5(num_classes, in_chans, activation, pooling, c3_table, output)
-
-
-@register_model
-def lenet5_modern(
-    num_classes: int = 10,
-    in_chans: int = 1,
-    activation: str = "relu",
-    pooling: str = "max",
-    c3_table: bool = False,
-    output: str = "linear",
-) -> LeNet5:
-    """LeNet-5 with ReLU, max-pool, a full C3 and a linear softmax head (61,706 parameters)."""
-    return LeNet5(num_classes, in_chans, activation, pooling, c3_table, output)
+# The variants: nothing fixed, the constructor's defaults are the paper's, the modern network overrides them -----------
+register_variants(
+    LeNet5,
+    {
+        "lenet5": Variant(
+            {}, "LeNet-5 as in LeCun et al. 1998: scaled tanh, trainable subsampling, C3 table, RBF output (60,000)."
+        ),
+        "lenet5_modern": Variant(
+            {},
+            "LeNet-5 with ReLU, max-pool, a full C3 and a linear softmax head (61,706 parameters).",
+            {"activation": "relu", "pooling": "max", "c3_table": False, "output": "linear"},
+        ),
+    },
+)

@@ -51,7 +51,7 @@ from torch import nn
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone, default_cfg, feature_info
 from .layers import ConvNormAct, DropPath, SEModule
-from .registry import register_model
+from .registry import Variant, register_variants
 from .scaling import scale_depths, scale_widths
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6}
@@ -233,7 +233,7 @@ class InvertedResidual(nn.Module):
 class InvertedResidualNet(Backbone):
     """stem conv 3×3 /2 ─ stages of ``InvertedResidual`` ─ 1×1 head conv ─ avg pool ─ dropout ─ fc.
 
-    ``stages`` are already scaled (channels, repeats); the builders apply their family's scaling rules.
+    ``stages`` are already scaled (channels, repeats); the subclasses apply their family's scaling rules.
     The stochastic-depth rate grows linearly with the block index: ``drop_path_rate · i / n_blocks``.
     """
 
@@ -355,26 +355,16 @@ class MobileNetV2(InvertedResidualNet):
         )
 
 
-@register_model
-def mobilenet_v1(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    act: str = "relu",
-    drop_rate: float = 0.0,
-) -> MobileNetV1:
-    """MobileNet v1 (Howard et al. 2017, Table 1): 4,231,976 parameters at α = 1."""
-    return MobileNetV1(num_classes, in_chans, width_mult, depth_mult, act, drop_rate)
-
-
-@register_model
-def mobilenet_v2(
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    drop_rate: float = 0.2,
-) -> MobileNetV2:
-    """MobileNetV2 (Sandler et al. 2018, Table 2), torchvision-compatible: 3,504,872 parameters at α = 1."""
-    return MobileNetV2(num_classes, in_chans, width_mult, depth_mult, drop_rate)
+# The variants: one per class, nothing fixed (name → description) ------------------------------------------------------
+register_variants(
+    MobileNetV1,
+    {"mobilenet_v1": Variant({}, "MobileNet v1 (Howard et al. 2017, Table 1): 4,231,976 parameters at α = 1.")},
+)
+register_variants(
+    MobileNetV2,
+    {
+        "mobilenet_v2": Variant(
+            {}, "MobileNetV2 (Sandler et al. 2018, Table 2), torchvision-compatible: 3,504,872 parameters at α = 1."
+        )
+    },
+)

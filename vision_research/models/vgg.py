@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from .base import Backbone, default_cfg, feature_info, imagenet_stats, sequential_stages
-from .registry import register_model
+from .registry import Variant, register_variants
 
 # Table 1: the conv widths of each of the five blocks (every conv is 3×3; a max-pool closes each block).
 VGG_CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -119,49 +119,21 @@ class VGG(Backbone):
         self.num_classes = self.default_cfg["num_classes"] = num_classes
 
 
-@register_model
-def vgg11(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
-    """VGG-11, config A (132,863,336 parameters)."""
-    return VGG("A", num_classes, in_chans, batch_norm=False, drop_rate=drop_rate)
+# The variants: each config of Table 1, without and with BatchNorm (name → architecture, description) ------------------
+VGG_COUNTS: dict[str, tuple[int, int]] = {  # parameters without / with BatchNorm (= torchvision's)
+    "A": (132_863_336, 132_868_840),
+    "B": (133_047_848, 133_053_736),
+    "D": (138_357_544, 138_365_992),
+    "E": (143_667_240, 143_678_248),
+}
 
 
-@register_model
-def vgg11_bn(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
-    """VGG-11 with BatchNorm (132,868,840 parameters)."""
-    return VGG("A", num_classes, in_chans, batch_norm=True, drop_rate=drop_rate)
+def _variant(config: str, batch_norm: bool) -> tuple[str, Variant]:
+    depth = sum(map(len, VGG_CONFIGS[config])) + 3  # weight layers: the convs and three FC
+    architecture, (plain, with_bn) = {"config": config, "batch_norm": batch_norm}, VGG_COUNTS[config]
+    if batch_norm:
+        return f"vgg{depth}_bn", Variant(architecture, f"VGG-{depth} with BatchNorm ({with_bn:,} parameters).")
+    return f"vgg{depth}", Variant(architecture, f"VGG-{depth}, config {config} ({plain:,} parameters).")
 
 
-@register_model
-def vgg13(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
-    """VGG-13, config B (133,047,848 parameters)."""
-    return VGG("B", num_classes, in_chans, batch_norm=False, drop_rate=drop_rate)
-
-
-@register_model
-def vgg13_bn(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
-    """VGG-13 with BatchNorm (133,053,736 parameters)."""
-    return VGG("B", num_classes, in_chans, batch_norm=True, drop_rate=drop_rate)
-
-
-@register_model
-def vgg16(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
-    """VGG-16, config D (138,357,544 parameters)."""
-    return VGG("D", num_classes, in_chans, batch_norm=False, drop_rate=drop_rate)
-
-
-@register_model
-def vgg16_bn(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
-    """VGG-16 with BatchNorm (138,365,992 parameters)."""
-    return VGG("D", num_classes, in_chans, batch_norm=True, drop_rate=drop_rate)
-
-
-@register_model
-def vgg19(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
-    """VGG-19, config E (143,667,240 parameters)."""
-    return VGG("E", num_classes, in_chans, batch_norm=False, drop_rate=drop_rate)
-
-
-@register_model
-def vgg19_bn(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> VGG:
-    """VGG-19 with BatchNorm (143,678,248 parameters)."""
-    return VGG("E", num_classes, in_chans, batch_norm=True, drop_rate=drop_rate)
+register_variants(VGG, dict(_variant(config, batch_norm) for config in VGG_CONFIGS for batch_norm in (False, True)))

@@ -42,7 +42,7 @@ from torch import nn
 
 from .base import Backbone, default_cfg, feature_info
 from .layers import ConvNormAct, SeparableConv2d
-from .registry import register_model
+from .registry import Variant, register_variants
 
 INCEPTION_MEAN = INCEPTION_STD = (0.5,)  # inputs scaled to [-1, 1], as Keras' xception.preprocess_input
 
@@ -145,7 +145,7 @@ class Xception(Backbone):
         self.num_classes = self.default_cfg["num_classes"] = num_classes
 
 
-@register_model
-def xception(num_classes: int = 1000, in_chans: int = 3, middle_repeats: int = 8, drop_rate: float = 0.5) -> Xception:
-    """Xception (Chollet 2017), timm ``legacy_xception``'s layout (22,855,952 parameters)."""
-    return Xception(num_classes, in_chans, middle_repeats, drop_rate)
+register_variants(
+    Xception,
+    {"xception": Variant({}, "Xception (Chollet 2017), timm ``legacy_xception``'s layout (22,855,952 parameters).")},
+)
