@@ -198,6 +198,8 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig) -> Path | None:
     check_can_create(run_dir, "hydra.run.dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = cfg.get("resume") is not None
+    if resuming and Path(cfg.resume).expanduser().resolve() != run_dir.resolve():
+        raise ConfigError(f"resume={cfg.resume} continues that run in its own directory, not in {run_dir}")
     # With DDP every process runs this function on the same run directory; rank 0 checks it and writes (Lightning
     # reads the rank from the launcher's environment: LOCAL_RANK, RANK or SLURM_PROCID; the ranks it re-launches
     # join rank 0's run, which has written config.yaml by then).

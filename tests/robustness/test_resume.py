@@ -80,6 +80,8 @@ def test_a_resumed_run_refuses_a_changed_config_naming_the_keys(tmp_path):
     assert f"resume={run_dir}: the config differs from the run's config.yaml in " in message
     assert "model.name: 'lenet5_modern' -> 'lenet5'" in message and "task.optimizer.lr:" in message
     assert "trainer.max_epochs" in message  # what may change is listed
+    with pytest.raises(ConfigError, match=f"resume={run_dir} continues that run in its own directory, not in "):
+        train(fast_config(f"resume={run_dir}"), tmp_path / "elsewhere")
 
 
 def test_lengthening_a_run_is_refused_under_a_length_planned_schedule_and_allowed_without(tmp_path):
