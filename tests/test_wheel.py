@@ -6,6 +6,7 @@ packages (torch and the other dependencies) but not the source tree; ``vr`` then
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -36,7 +37,9 @@ def test_vr_train_runs_from_an_installed_wheel_in_any_folder(tmp_path):
     shutil.copytree(ROOT / "vision_research", source / "vision_research", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    run([sys.executable, "-m", "pip", "wheel", source, "--no-deps", "--no-build-isolation", "-w", wheels], cwd=tmp_path)
+    # The build backend from this environment when it has one (no download), else pip fetches it into isolation.
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    run([sys.executable, "-m", "pip", "wheel", source, "--no-deps", *isolation, "-w", wheels], cwd=tmp_path)
     (wheel,) = wheels.glob("vision_research-*.whl")
     packaged = [n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("vision_research/configs/")]
     assert "vision_research/configs/train.yaml" in packaged
