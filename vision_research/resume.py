@@ -55,7 +55,7 @@ def resume_arguments(args: list[str]) -> list[str]:
         raise ConfigError(f"resume={run_dir}: no such run directory")
     if not overrides_file.is_file() or not (run_dir / "config.yaml").is_file():
         raise ConfigError(
-            f"resume={run_dir}: not a run directory of vr train (it has no config.yaml and .hydra/overrides.yaml)"
+            f"resume={run_dir}: not a run directory of vr train (it lacks config.yaml or .hydra/overrides.yaml)"
         )
     new = [a for a in args if _override_key(a) not in ("resume", "hydra.run.dir")]
     replaced = {_override_key(a) for a in new if not a.startswith("-")}
