@@ -65,12 +65,15 @@ def read_yolo(image_dir: str | Path, label_dir: str | Path, class_names: Sequenc
             "pass class_names (data.class_names in the config)"
         )
     images = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    scan_images(images, max_pixels=None, hint="")  # every size is read from its image: all bad ones in one error
     records, unlabelled = [], 0
     for path in images:
         relative = path.relative_to(image_dir)
         label_file = (label_dir / relative).with_suffix(".txt")
-        width, height = image_size(path, referenced_by=str(label_file))
+        try:
+            width, height = image_size(path, referenced_by=str(label_file))
+        except DataError:
+            scan_images(images, max_pixels=None, hint="")  # every size comes from an image: all bad ones in one error
+            raise
         record = ImageRecord(file_name=str(relative), width=width, height=height, source=str(label_file))
         unlabelled += not label_file.is_file()
         lines = label_file.read_text().splitlines() if label_file.is_file() else []
