@@ -29,9 +29,9 @@ from vision_research.speed import resolve_precision
 
 # One thread: the tests share the machine, and two OpenMP threads on a busy CPU wait for each other.
 TINY = BenchmarkSettings(
-    batch_size=2, img_size=32, num_classes=10, warmup=1, steps=1, rounds=2, device="cpu", threads=1
+    batch_size=2, image_size=32, num_classes=10, warmup=1, steps=1, rounds=2, device="cpu", threads=1
 )
-TINY_CLI = ["--img-size", "32", "--batch-size", "2", "--warmup", "0", "--steps", "1", "--rounds", "1", "--threads", "1"]
+TINY_CLI = ["--image-size=32", "--batch-size=2", "--warmup=0", "--steps=1", "--rounds=1", "--threads=1"]
 
 
 @pytest.fixture(scope="module")

@@ -114,7 +114,7 @@ def mnist_lenet():
 def test_the_best_window_lands_on_a_real_digit_pasted_into_a_black_canvas(mnist_lenet):
     model, digits, accuracy = mnist_lenet
     assert accuracy > 0.85  # ~0.92 measured: the classifier is trained
-    digit_box = torch.tensor([[56.0, 56.0, 84.0, 84.0]])  # the book's 56-pixel border: 140 × 140 (SEEDS §4.2)
+    digit_box = torch.tensor([[56.0, 56.0, 84.0, 84.0]])  # the book's 56-pixel border: 140 × 140 (Michelucci ch. 6)
     for digit in digits[::100]:  # 10 held-out digits, one of each class
         canvas = torch.zeros(1, 140, 140)
         canvas[0, 56:84, 56:84] = torch.from_numpy(digit).float() / 255

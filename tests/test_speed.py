@@ -39,7 +39,7 @@ def test_the_default_config_resolves_auto_and_can_turn_it_off():
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         default = compose(config_name="train")
         full = compose(config_name="train", overrides=["trainer.precision=32-true", "speed.channels_last=false"])
-    assert default.trainer.precision == "auto" and default.speed.channels_last and not default.speed.compile
+    assert default.trainer.precision == "auto" and default.speed.channels_last and not default.speed.torch_compile
     assert trainer_options(default)["precision"] == resolve_precision("auto")
     assert trainer_options(full)["precision"] == "32-true" and not full.speed.channels_last
 
@@ -66,13 +66,15 @@ def test_speed_options_put_the_weights_in_channels_last_order(channels_last):
 def test_speed_options_compile_in_place_and_keep_the_checkpoint_keys():
     task = ImageClassifier("resnet20", num_classes=10, in_chans=3)
     keys = list(task.state_dict())
-    SpeedOptions(channels_last=False, compile=True).setup(None, task, "fit")
+    SpeedOptions(channels_last=False, torch_compile=True).setup(None, task, "fit")
     assert task._compiled_call_impl is not None  # compiled lazily, at the first call
     assert list(task.state_dict()) == keys
 
 
 def test_speed_options_come_from_a_runs_speed_node_with_defaults_for_older_runs():
     options = speed_options({"channels_last": False})
-    assert (options.channels_last, options.compile) == (False, False)
-    assert speed_options({"compile": True, "flush_denormal": True}).compile is True  # a since-removed option
+    assert (options.channels_last, options.torch_compile) == (False, False)
+    removed = speed_options({"torch_compile": True, "flush_denormal": True})  # flush_denormal: since removed
+    assert removed.torch_compile is True
+    assert speed_options({"compile": True}).torch_compile is True  # the key's name before torch_compile
     assert speed_options(None).channels_last is True

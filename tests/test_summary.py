@@ -1,4 +1,4 @@
-"""model_summary: Géron's exercise 2 by hand (SEEDS §6.4) and FLOPs of a conv layer by the formula."""
+"""model_summary: Géron's exercise 2 by hand (ch. 14) and FLOPs of a conv layer by the formula."""
 
 import pytest
 from timm.layers import create_conv2d

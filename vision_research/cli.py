@@ -496,7 +496,9 @@ def cmd_benchmark(args: list[str]) -> int:
     )
     parser.add_argument("models", nargs="+", metavar="MODEL", help="registered name, glob ('resnet*') or timm:<name>")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--img-size", type=int, default=None, help="square input side (default: the model's own)")
+    parser.add_argument(
+        "--image-size", "--img-size", type=int, default=None, help="square input side (default: the model's own)"
+    )
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--mode", choices=MODES, default="both")
     precisions = [*PRECISIONS, "auto", *PRECISION_ALIASES]

@@ -57,23 +57,29 @@ class SpeedOptions(Callback):
     """Puts the task's weights in channels-last order and optionally compiles it, before fitting or evaluating.
 
     ``channels_last`` is the framework's default (``speed.channels_last``); inputs need no conversion, since a
-    convolution whose weights are channels-last gives channels-last outputs. ``compile`` wraps the module's
-    forward with ``torch.compile`` in place (``nn.Module.compile``), so checkpoints keep their key names.
+    convolution whose weights are channels-last gives channels-last outputs. ``torch_compile`` (``speed.torch_compile``)
+    wraps the module's forward with ``torch.compile`` in place (``nn.Module.compile``), so checkpoints keep their
+    key names.
     """
 
-    def __init__(self, channels_last: bool = True, compile: bool = False) -> None:
+    def __init__(self, channels_last: bool = True, torch_compile: bool = False) -> None:
         self.channels_last = channels_last
-        self.compile = compile
+        self.torch_compile = torch_compile
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.channels_last:
             to_channels_last(pl_module)
-        if self.compile and getattr(pl_module, "_compiled_call_impl", None) is None:
+        if self.torch_compile and getattr(pl_module, "_compiled_call_impl", None) is None:
             pl_module.compile()
 
 
+# Keys of the ``speed`` node renamed since, old → new: older runs' configs still say ``compile``.
+RENAMED_SPEED_KEYS = {"compile": "torch_compile"}
+
+
 def speed_options(speed: Mapping[str, Any] | None) -> SpeedOptions:
-    """The callback for a run's ``speed`` config node; keys a run predates take their defaults, keys of options
-    since removed (``flush_denormal``) are ignored."""
+    """The callback for a run's ``speed`` config node; keys a run predates take their defaults, keys renamed since
+    (``compile``) are read under their new name, keys of options since removed (``flush_denormal``) are ignored."""
     known = inspect.signature(SpeedOptions).parameters
-    return SpeedOptions(**{key: value for key, value in dict(speed or {}).items() if key in known})
+    options = {RENAMED_SPEED_KEYS.get(key, key): value for key, value in dict(speed or {}).items()}
+    return SpeedOptions(**{key: value for key, value in options.items() if key in known})

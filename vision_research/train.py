@@ -52,22 +52,19 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
 
 
 def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
-    """The task named by ``cfg.task.name`` over the model of ``cfg.model``, sized by the datamodule."""
+    """The task named by ``cfg.task.name`` over the model of ``cfg.model``, given what the datamodule knows
+    (the task's ``options_from_data``: the ``tasks.contract.TaskData`` facts its constructor names, and more)."""
     task_options = _plain(cfg.task)
     name = task_options.pop("name")
     model_options = _plain(cfg.model)
     model_name = model_options.pop("name")
     pretrained = model_options.pop("pretrained", None)
     pretrained_source = model_options.pop("pretrained_source", "native")
-    sizes = {"num_classes": datamodule.num_classes, "in_chans": datamodule.in_chans}
-    if "class_names" in TASKS.options(name) and getattr(datamodule, "class_names", None):
-        sizes["class_names"] = list(datamodule.class_names)
     options = {
         "model": model_name,
         "model_options": model_options,
         "pretrained": pretrained,
         "pretrained_source": pretrained_source,
-        **sizes,
         **task_options,
     }
     task_class = TASKS.get(name)

@@ -14,10 +14,10 @@ from vision_research.data import create_datamodule
 from vision_research.data.coco_datamodule import CocoDataModule
 from vision_research.data.scenes import render_scene
 from vision_research.data.shapes import SPLIT_SEEDS, ShapesDataModule, generate_shapes
-from vision_research.data.transforms import boxes_to_original
 from vision_research.data.voc_datamodule import VOCDataModule
 from vision_research.data.yolo_datamodule import YoloDataModule
 from vision_research.errors import ConfigError, DataError
+from vision_research.geometry import boxes_to_original
 
 SMALL = {"num_train": 12, "num_val": 6, "num_test": 4, "image_size": 64, "seed": 3}
 COCO128 = Path(__file__).resolve().parents[3] / "shared" / "data" / "coco128-train"
@@ -35,7 +35,7 @@ def shapes(root: Path, **options) -> ShapesDataModule:
 
 
 def test_the_three_layouts_give_the_same_targets(shapes_root):
-    readers = {fmt: shapes(shapes_root, format=fmt).dataset("val") for fmt in ("coco", "voc", "yolo")}
+    readers = {fmt: shapes(shapes_root, annotation_format=fmt).dataset("val") for fmt in ("coco", "voc", "yolo")}
     for index in range(SMALL["num_val"]):
         (image, coco), (image_voc, voc), (_, yolo) = (readers[f][index] for f in ("coco", "voc", "yolo"))
         assert torch.equal(image, image_voc)
@@ -50,7 +50,7 @@ def test_boxes_and_masks_equal_the_rendered_scenes(shapes_root):
     scenes = [render_scene(rng, image_size=64, max_objects=4) for _ in range(SMALL["num_val"])]
     detection = shapes(shapes_root).dataset("val")
     coco_masks = shapes(shapes_root, task="segmentation").dataset("val")
-    voc_masks = shapes(shapes_root, task="segmentation", format="voc").dataset("val")
+    voc_masks = shapes(shapes_root, task="segmentation", annotation_format="voc").dataset("val")
     for index, scene in enumerate(scenes):
         image, target = detection[index]
         assert torch.equal(image, torch.from_numpy(scene.image).permute(2, 0, 1))

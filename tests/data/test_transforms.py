@@ -10,13 +10,12 @@ from vision_research.data.scenes import render_scene
 from vision_research.data.transforms import (
     IGNORE_INDEX,
     PAD_VALUE,
-    boxes_to_original,
     build_classification_transforms,
     build_transforms,
-    letterbox_geometry,
     seed_transform,
 )
 from vision_research.errors import ConfigError
+from vision_research.geometry import boxes_to_original, letterbox_geometry
 
 # (kind, geometry): rectangle (x1, y1, x2, y2), disc (cx, cy, r), triangle (three corners). Two touch the border.
 SHAPES = [

@@ -21,7 +21,7 @@ def assert_same_logits_to_scale(ours: nn.Module, reference: nn.Module, input_siz
 
 
 def lrn_by_hand(a: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> torch.Tensor:
-    """Eq. 14-2 (SEEDS §1) with explicit loops: b_i = a_i (k + α Σ_{j=max(0,i−n/2)}^{min(N−1,i+n/2)} a_j²)^−β."""
+    """Eq. 14-2 (Géron ch. 14) with explicit loops: b_i = a_i (k + α Σ_{j=max(0,i−n/2)}^{min(N−1,i+n/2)} a_j²)^−β."""
     channels = a.shape[1]
     b = torch.empty_like(a)
     for i in range(channels):

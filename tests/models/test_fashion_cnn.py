@@ -23,10 +23,10 @@ def test_stages_follow_feature_info_and_same_padding():
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
-def test_other_image_size_needs_img_size():
-    model = create_model("fashion_mnist_cnn", img_size=32)
+def test_other_input_size_needs_the_image_size_option():
+    model = create_model("fashion_mnist_cnn", image_size=32)
     assert model(torch.randn(1, 1, 32, 32)).shape == (1, 10)
-    with pytest.raises(ValueError, match="img_size"):
+    with pytest.raises(ValueError, match="image_size"):
         create_model("fashion_mnist_cnn")(torch.randn(1, 1, 32, 32))
 
 

@@ -34,7 +34,7 @@ def test_multipliers_are_powers_of_alpha_beta_gamma():
 def test_product_constraint_is_about_two_and_the_notes_variants_are_not():
     assert PAPER_SCALING.flops_factor == pytest.approx(1.92027)
     assert PAPER_SCALING.check() is PAPER_SCALING
-    # SEEDS §2.9: the study notes' γ = 1.1 gives a product of 1.76, rejected; their "sum" is not ≈ 2 at all.
+    # Study notes on Géron ch. 14 (3rd ed.): their γ = 1.1 gives a product of 1.76, rejected; their "sum" is not ≈ 2.
     with pytest.raises(ValueError, match="1.7569"):
         CompoundScaling(1.2, 1.1, 1.1).check()
     notes_sum = PAPER_SCALING.alpha + PAPER_SCALING.beta**2 + PAPER_SCALING.gamma**2

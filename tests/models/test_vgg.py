@@ -38,7 +38,7 @@ def test_vgg16_by_hand_138_357_544_and_conv_base_14_714_688():
     widths = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]  # config D, Table 1
     conv = sum(out * (inp * 9 + 1) for inp, out in zip([3, *widths[:-1]], widths, strict=True))
     fc = (512 * 7 * 7 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000)
-    assert conv == 14_714_688  # Keras' VGG16(include_top=False), SEEDS §6.1
+    assert conv == 14_714_688  # Keras' VGG16(include_top=False), Michelucci ch. 8
     assert conv + fc == 138_357_544
     model = on_meta(lambda: create_model("vgg16"))
     assert count_parameters(model) == 138_357_544

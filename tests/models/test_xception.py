@@ -49,7 +49,7 @@ def test_two_convolutions_then_34_separable_ones():
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     depthwise = [m for m in convs if m.groups > 1]
     regular = [m for m in convs if m.groups == 1 and m.kernel_size == (3, 3)]
-    assert len(regular) == 2 and len(depthwise) == 34  # SEEDS §2.7; 36 conv layers in the paper's §3
+    assert len(regular) == 2 and len(depthwise) == 34  # Géron ch. 14; 36 conv layers in the paper's §3
     assert all(m.groups == m.in_channels == m.out_channels for m in depthwise)  # depth multiplier 1
     shortcuts = [
         m for m in model.modules() if isinstance(m, XceptionModule) and not isinstance(m.shortcut, nn.Identity)

@@ -119,3 +119,43 @@ def test_auxiliary_losses_are_added_with_their_weight_in_training_only():
     torch.testing.assert_close(logged["train/loss_aux"], ce(task.model.aux(x), y))
     task.eval()
     assert isinstance(task(x), torch.Tensor)
+
+
+def test_vr_predict_writes_the_top_five_classes_with_the_task_normalisation(tmp_path):
+    """An RGB classifier's checkpoint: predictions.csv holds, per image, the softmax top 5 of the centre crop
+    normalised with the task's own mean / std (here not ImageNet's)."""
+    import csv
+
+    import numpy as np
+    from omegaconf import OmegaConf
+    from PIL import Image
+
+    from vision_research.data.base import normalise
+    from vision_research.data.transforms import build_classification_transforms
+    from vision_research.predict import predict
+
+    L.seed_everything(0, verbose=False)
+    names = [f"class{i}" for i in range(6)]
+    task = ImageClassifier(
+        "resnet18", num_classes=6, in_chans=3, class_names=names, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)
+    ).eval()
+    trainer = quiet_trainer(tmp_path)
+    trainer.strategy.connect(task)
+    run = tmp_path / "run"
+    trainer.save_checkpoint(run / "checkpoints" / "last.ckpt")
+    (run / "config.yaml").write_text(
+        OmegaConf.to_yaml({"task": {"name": "classification"}, "data": {"image_size": 48}})
+    )
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(photos / "a.png")
+    output = predict(run / "checkpoints" / "last.ckpt", photos)
+    with open(output / "predictions.csv") as f:
+        header, row = list(csv.reader(f))
+    crop = build_classification_transforms(48, train=False)(image=pixels)["image"]
+    image = normalise(torch.from_numpy(crop).permute(2, 0, 1)[None], (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    with torch.no_grad():
+        top = task(image).softmax(dim=1).topk(5, dim=1)
+    assert header == ["file", "top-5 class:probability"]
+    assert row == ["a.png", *(f"{names[i]}:{p:.4f}" for p, i in zip(top.values[0], top.indices[0], strict=True))]

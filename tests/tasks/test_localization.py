@@ -185,6 +185,46 @@ def test_predictions_are_boxes_in_input_pixels_and_the_checkpoint_rebuilds(fitte
         torch.testing.assert_close(rebuilt.predict_step(images, 0)["boxes"], predicted["boxes"])
 
 
+def test_vr_predict_writes_each_images_class_and_box_in_its_own_pixels(fitted, tmp_path):
+    """predictions.csv: class, probability and box per image, the box mapped back from the letterbox (a 64×64 scene
+    is its own input; a 32×64 crop of it is padded, so its box moves up by the padding); a drawing per image."""
+    import csv
+
+    from omegaconf import OmegaConf
+    from PIL import Image
+
+    from vision_research.predict import predict
+
+    trainer, task, data, _ = fitted
+    run = tmp_path / "run"
+    trainer.save_checkpoint(run / "checkpoints" / "last.ckpt")
+    config = {"task": {"name": "localization"}, "data": {"name": "shapes", "image_size": 64}}
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    image, _ = data.dataset("test")[0]
+    scene = image.permute(1, 2, 0).numpy()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(scene).save(photos / "scene.png")
+    Image.fromarray(scene[16:48]).save(photos / "strip.png")  # 32 rows: letterboxed with 16 rows above and below
+    output = predict(run / "checkpoints" / "last.ckpt", photos)
+    with open(output / "predictions.csv") as f:
+        header, *rows = list(csv.reader(f))
+    assert header == ["file", "class", "probability", "x1", "y1", "x2", "y2"]
+    found = {row[0]: row[1:] for row in rows}
+    assert set(found) == {"scene.png", "strip.png"}
+    images, _ = data.on_after_batch_transfer(next(iter(data.test_dataloader())), 0)
+    task.eval()
+    with torch.no_grad():
+        expected = task.predict_step(images[:1], 0)
+    name, probability, *box = found["scene.png"]
+    assert name == data.class_names[int(expected["labels"][0])]
+    assert float(probability) == pytest.approx(float(expected["scores"][0]), abs=1e-4)
+    assert [float(v) for v in box] == pytest.approx(expected["boxes"][0].tolist(), abs=0.06)
+    _, _, *strip_box = found["strip.png"]
+    assert 0 <= float(strip_box[1]) <= float(strip_box[3]) <= 32  # inside the 32-row original
+    assert Image.open(output / "strip.png.jpg").size == (64, 32)
+
+
 def test_the_experiment_config_composes_and_builds_the_task(fitted):
     _, _, data, _ = fitted
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, default_collate
 
+from vision_research.data.base import normalise
 from vision_research.data.shapes import ShapesDataModule, generate_shapes
 from vision_research.errors import ConfigError
 from vision_research.tasks import SemanticSegmenter
@@ -78,6 +80,21 @@ def test_test_metrics_equal_a_confusion_matrix_counted_by_hand(fitted):
     iou = diagonal / (counts.sum(0) + counts.sum(1) - counts.diagonal()).double()
     assert result["test/miou"] == pytest.approx(float(iou[~iou.isnan()].mean()), abs=1e-6)
     assert result["test/pixel_acc"] == pytest.approx(float(diagonal.sum() / counts.sum()), abs=1e-6)
+
+
+def test_a_bare_dataloader_evaluates_the_segmenter_as_its_datamodule(fitted, tmp_path):
+    """A plain DataLoader over the test dataset (no datamodule) gives the datamodule's test figures."""
+    trainer, task, data = fitted
+    (with_datamodule,) = trainer.test(task, datamodule=data, verbose=False)
+
+    def collate(batch: list) -> tuple:
+        images, masks = default_collate(batch)
+        return normalise(images, data.mean, data.std), masks.long()
+
+    loader = DataLoader(data.dataset("test"), batch_size=5, collate_fn=collate)
+    bare_trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path, accelerator="cpu")
+    (bare,) = bare_trainer.test(task, dataloaders=loader, verbose=False)
+    assert bare == with_datamodule and bare["test/miou"] > 0
 
 
 def test_checkpoint_rebuilds_and_predict_writes_palette_pngs(fitted, tmp_path):

@@ -1,4 +1,5 @@
-"""Sliding-window detection and the FCN "slide once" trick (SEEDS §4.2, §4.4; Sermanet et al. 2014, OverFeat §3.5).
+"""Sliding-window detection and the FCN "slide once" trick (Géron ch. 14; Michelucci ch. 6; Sermanet et al. 2014,
+OverFeat §3.5).
 
 A classifier trained on ``window``×``window`` images finds an object in a larger image by scoring every crop:
 :func:`sliding_window_scores` cuts all crops at once (``Tensor.unfold``) and classifies them as one batch.
@@ -15,12 +16,12 @@ pass: 5.55× fewer (5.40× counting ``dense_to_conv``'s own check on two 32×32 
 The saving is in the early layers, whose maps overlap between windows; C5 and the dense layers still run once
 per window position, which bounds the ratio at this stride.
 
-:func:`localize` is the seeds' ``localize_digit`` (004:5042-5116): the window whose class probability is
+:func:`localize` is Michelucci's ``localize_digit`` (ch. 6): the window whose class probability is
 the highest, with that class. A LeNet-5 trained briefly on centred MNIST digits puts that window on a digit
 pasted into a black 140×140 canvas (IoU 0.45–0.77 with the digit's box for the test's 10 held-out digits; it
 overlaps the digit for 100 of 100) but names only 3 of those 10 right (46 of the 100): the best window is
 off-centre by 4–8 pixels and the classifier never saw cut digits — the "objects split across windows" problem
-of SEEDS §4.2.
+of Michelucci ch. 6.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Per-layer model summary: parameters, output shape, FLOPs and activation memory (Géron ch. 14, exercise 2).
 
 FLOPs come from ``torch.utils.flop_counter`` (a multiply-add counts as 2 FLOPs, so GFLOPs = 2 × GMACs; the
-"GFLOPS" in torchvision's tables are multiply-adds). Memory follows the book's reasoning (SEEDS §6.4):
+"GFLOPS" in torchvision's tables are multiply-adds). Memory follows the book's reasoning (ch. 14,
+"Memory Requirements"):
 
 - inference needs the weights plus, at the peak, the input and output of one layer (earlier activations can
   be released): ``params + max over layers of (input + output)``;

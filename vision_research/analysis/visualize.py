@@ -1,12 +1,14 @@
-"""Pictures for TensorBoard and ``vr predict``: class maps in the VOC palette, image | truth | prediction panels."""
+"""Pictures for TensorBoard and ``vr predict``: class maps in the VOC palette, image | truth | prediction panels,
+labelled boxes drawn on an image."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+from torchvision.utils import draw_bounding_boxes
 
-from ..data.formats import voc_palette
+from ..palette import voc_palette
 
 
 def colorize(class_map: torch.Tensor) -> torch.Tensor:
@@ -29,3 +31,20 @@ def segmentation_panels(images: torch.Tensor, targets: torch.Tensor, predictions
         for image, target, prediction in zip(images, targets, predictions, strict=True)
     ]
     return torch.cat(rows, dim=1)
+
+
+def draw_boxes(
+    image: torch.Tensor,
+    boxes: torch.Tensor,
+    labels: torch.Tensor,
+    scores: torch.Tensor,
+    class_names: Sequence[str],
+    min_score: float = 0.0,
+) -> torch.Tensor:
+    """``image`` (uint8 [3, H, W]) with the xyxy ``boxes`` scoring at least ``min_score`` drawn, each labelled
+    "<class name> <score>"."""
+    keep = scores >= min_score
+    if not keep.any():
+        return image.cpu()
+    text = [f"{class_names[int(c)]} {float(s):.2f}" for c, s in zip(labels[keep], scores[keep], strict=True)]
+    return draw_bounding_boxes(image.cpu(), boxes[keep].cpu(), labels=text, width=2)

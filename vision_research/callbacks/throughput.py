@@ -25,7 +25,7 @@ def batch_images(batch: Any) -> torch.Tensor:
 def forward_gflops(module: torch.nn.Module, image: torch.Tensor) -> float:
     """GFLOPs of ``module``'s inference forward on one image (C, H, W); the module's mode is restored.
 
-    ``forward`` is called directly, so a module compiled in place (``speed.compile``) is counted uncompiled."""
+    ``forward`` is called directly, so a module compiled in place (``speed.torch_compile``) is counted uncompiled."""
     was_training = module.training
     module.eval()
     try:

@@ -2,7 +2,7 @@
 
 For small in-memory images (digits) a per-sample CPU pipeline costs more than the model; a batched
 affine warp (``F.affine_grid`` + ``F.grid_sample``) runs once per batch on whatever device holds it —
-the "augmentation inside the model/datamodule, on the GPU" the seeds ask for (SEEDS §10, 003:483).
+augmentation inside the model, on the GPU, as Géron ch. 14 (3rd ed.) recommends.
 """
 
 from __future__ import annotations

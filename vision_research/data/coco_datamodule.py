@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import DataError
 from .annotations import AnnotationSet
 from .detection import AnnotatedDataModule, MaskReader
-from .formats import coco_class_map, load_json, read_coco
+from .formats import coco_class_map, read_coco
 from .registry import register_datamodule
 
 COCO_LAYOUT = "annotations/instances_<split>.json with images in <split>/, images/<split>/ or images/"
@@ -62,17 +62,6 @@ class CocoDataModule(AnnotatedDataModule):
             return None
         image_dir = self.image_dirs.get(split)
         return read_coco(coco_json_path(self.root, name), self.root / image_dir if image_dir else None)
-
-    def coco_ground_truth(self, split: str) -> dict:
-        """The annotation file itself (crowd regions and all), restricted to the images of ``split``."""
-        annotations = self.annotations(split)
-        data = load_json(Path(annotations.source))
-        ids = {record.image_id for record in annotations.images}
-        return {
-            **data,
-            "images": [image for image in data["images"] if image["id"] in ids],
-            "annotations": [ann for ann in data["annotations"] if ann["image_id"] in ids],
-        }
 
     def mask_reader(self, annotations: AnnotationSet, num_classes: int) -> MaskReader:
         return partial(coco_class_map, annotations=annotations)  # picklable for spawned loader workers

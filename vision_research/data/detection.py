@@ -6,11 +6,14 @@ and returned as a uint8 CHW tensor with:
 - detection: a target dict following torchvision — ``boxes`` FloatTensor[N, 4] xyxy pixels of the
   network input, ``labels`` Int64Tensor[N] contiguous 0..C-1, plus ``difficult`` / ``iscrowd``
   BoolTensor[N] flags, ``image_id`` (the id in the annotation file) and ``orig_size`` (H, W) so that
-  predictions map back to the original image (``transforms.boxes_to_original``) for COCO evaluation;
+  predictions map back to the original image (``geometry.boxes_to_original``), and ``ground_truth``, the image's
+  objects as the COCO ground truth holds them (float64 [M, 7] rows, ``vision_research.coco``: every object of
+  the annotation file, in its original pixels, whatever the augmentation kept), so that a detector is scored from
+  its batches alone;
 - segmentation: a class map [H, W] (0 = background, 1..C the classes, 255 = ignore).
 
 Batches travel as uint8 (images and class maps) and become float normalised images and Int64 class maps
-on their device (``on_after_batch_transfer``), like the in-memory classification data.
+on their device (``base.VisionDataModule``).
 
 At set-up (``setup(stage)``) the header of every image of the stage's splits is read (``images.scan_images``,
 unless ``scan_images=False``): missing, empty, unreadable images and images above ``max_image_pixels`` are one
@@ -24,17 +27,17 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from ..coco import ground_truth_rows
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
 from .annotations import AnnotationSet, ImageRecord
-from .formats import coco_dict
+from .base import VisionDataModule
 from .images import DEFAULT_MAX_PIXELS, check_max_pixels, load_rgb, scan_images
-from .loader import SPLITS, default_num_workers, evaluation_sampler, seed_worker_transform, stage_splits
+from .loader import SPLITS, stage_splits
 from .transforms import build_transforms
 
 TASKS = ("detection", "segmentation")
@@ -83,6 +86,12 @@ class AnnotatedImageDataset(Dataset):
             "iscrowd": torch.tensor([o.iscrowd for o in objects], dtype=torch.bool),
             "image_id": record.image_id,
             "orig_size": torch.tensor([record.height, record.width]),
+            "ground_truth": ground_truth_rows(
+                [o.box for o in record.objects],
+                [o.area for o in record.objects],
+                [o.iscrowd for o in record.objects],
+                [self.annotations.label(o.category) for o in record.objects],
+            ),
         }
         return _chw(out["image"]), target
 
@@ -99,9 +108,9 @@ def collate_detection(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[torch
     over a handful of shared-memory blocks per batch instead of several per image.
     """
     images, targets = zip(*batch, strict=True)
-    counts = [len(t["boxes"]) for t in targets]
     merged = [dict(t) for t in targets]
-    for key in ("boxes", "labels", "difficult", "iscrowd"):
+    for key in ("boxes", "labels", "difficult", "iscrowd", "ground_truth"):
+        counts = [len(t[key]) for t in targets]
         for target, part in zip(merged, torch.cat([t[key] for t in targets]).split(counts), strict=True):
             target[key] = part
     for target, size in zip(merged, torch.stack([t["orig_size"] for t in targets]), strict=True):
@@ -130,7 +139,7 @@ def random_split_records(annotations: AnnotationSet, fraction: float, seed: int)
     return subset(rest), subset(part)
 
 
-class AnnotatedDataModule(L.LightningDataModule):
+class AnnotatedDataModule(VisionDataModule):
     """Detection or segmentation data read from annotation files; subclasses read one format.
 
     Subclasses implement ``read_split(split) -> AnnotationSet | None`` (None: the split does not exist)
@@ -158,18 +167,14 @@ class AnnotatedDataModule(L.LightningDataModule):
         scan_images: bool = True,
         max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, mean, std)
         if task not in TASKS:
             raise ConfigError(f"data.task must be one of {', '.join(TASKS)}; got '{task}'")
-        if batch_size < 1 or image_size < 8:
-            raise ConfigError(f"data.batch_size must be >= 1 and data.image_size >= 8; got {batch_size}, {image_size}")
-        self.task, self.image_size, self.batch_size = task, image_size, batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = default_num_workers() if num_workers is None else num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        if image_size < 8:
+            raise ConfigError(f"data.image_size must be >= 8; got {image_size}")
+        self.task, self.image_size = task, image_size
         self.augment, self.min_visibility, self.min_area = augment, min_visibility, min_area
         self.val_fraction, self.split_seed = val_fraction, split_seed
-        self.mean, self.std = tuple(mean), tuple(std)
         self.scan_images, self.max_image_pixels = scan_images, check_max_pixels(max_image_pixels)
         self._annotations: dict[str, AnnotationSet] | None = None
         self._scanned: set[str] = set()
@@ -214,10 +219,6 @@ class AnnotatedDataModule(L.LightningDataModule):
                 )
         return found
 
-    def coco_ground_truth(self, split: str) -> dict:
-        """The COCO instances dict that detections of ``split`` are scored against (``image_id`` as in the targets)."""
-        return coco_dict(self.annotations(split))
-
     @property
     def class_names(self) -> tuple[str, ...]:
         names = tuple(self.annotations("train").categories)
@@ -226,8 +227,6 @@ class AnnotatedDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
-
-    in_chans = 3
 
     # ---------------------------------------------------------------- loaders
     def dataset(self, split: str, train: bool | None = None) -> AnnotatedImageDataset:
@@ -255,40 +254,9 @@ class AnnotatedDataModule(L.LightningDataModule):
             scan_images(list(paths), self.max_image_pixels)
             self._scanned.update(splits)  # Lightning sets up again what `vr train` set up: scanned once
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = self.dataset(split)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            sampler=None if shuffle else evaluation_sampler(dataset, self.trainer),
-            drop_last=shuffle and len(self.annotations(split).images) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory,
-            collate_fn=collate_detection if self.task == "detection" else None,
-            worker_init_fn=seed_worker_transform if shuffle else None,
-        )
+    @property
+    def collate_fn(self) -> Callable | None:
+        return collate_detection if self.task == "detection" else None
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
-        return (images.float().div_(255.0) - mean) / std
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, targets = batch
-        if self.task == "segmentation":
-            targets = targets.long()
-        return self.normalise(images), targets
+    def prepare_targets(self, targets: Any) -> Any:
+        return targets.long() if self.task == "segmentation" else targets

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..constants import dataset_stats
 from ..errors import ConfigError, DataError
 from ..paths import data_cache_dir
 from .in_memory import InMemoryClassificationDataModule, Split, pad_to, stratified_split
@@ -37,8 +38,7 @@ FASHION_MNIST_CLASSES = (
     "Bag",
     "Ankle boot",
 )
-# Per-pixel mean / std of the official training sets, on [0, 1] values.
-STATS = {"mnist": ((0.1307,), (0.3081,)), "fashion_mnist": ((0.2860,), (0.3530,))}
+DATASETS = ("mnist", "fashion_mnist")
 IDX_NAMES = {
     ("train", "images"): ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
     ("train", "labels"): ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
@@ -158,9 +158,9 @@ class MNISTDataModule(InMemoryClassificationDataModule):
         augment: dict[str, float] | None = None,
         eval_batch_size: int | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, augment, eval_batch_size)
-        if dataset not in STATS:
+        if dataset not in DATASETS:
             raise ConfigError(f"data.dataset={dataset!r}: choose mnist or fashion_mnist")
+        super().__init__(batch_size, num_workers, augment, eval_batch_size, *dataset_stats(dataset, self.in_chans))
         if root is None and dataset != "mnist":
             raise ConfigError(f"{dataset} is not embedded: set data.root to a folder with its IDX files")
         self.root = Path(root).expanduser() if root is not None else None
@@ -171,10 +171,9 @@ class MNISTDataModule(InMemoryClassificationDataModule):
             )
         if image_size < 8:
             raise ConfigError(f"data.image_size must be >= 8; got {image_size}")
-        self.dataset, self.image_size_px, self.split_seed = dataset, image_size, split_seed
+        self.dataset_name, self.image_size_px, self.split_seed = dataset, image_size, split_seed
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.class_names = MNIST_CLASSES if dataset == "mnist" else FASHION_MNIST_CLASSES
-        self.mean, self.std = STATS[dataset]
 
     def load_splits(self) -> dict[str, Split]:
         if self.root is None:
@@ -213,8 +212,7 @@ class DigitsDataModule(InMemoryClassificationDataModule):
         if image_size < 8:
             raise ConfigError(f"data.image_size must be >= 8 for the 8×8 digits; got {image_size}")
         self.image_size_px, self.split_seed = image_size, split_seed
-        self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.mean, self.std = (0.0,), (1.0,)  # replaced by the training split's statistics in load_splits
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction  # mean / std: the training split's
 
     def load_splits(self) -> dict[str, Split]:
         from sklearn.datasets import load_digits
@@ -229,7 +227,7 @@ class DigitsDataModule(InMemoryClassificationDataModule):
         labels = digits.target.astype(np.int64)
         parts = stratified_split(labels, (self.val_fraction, self.test_fraction), self.split_seed)
         train = images[parts[0]].float() / 255
-        self.mean, self.std = (train.mean().item(),), (train.std().item(),)
+        self.set_channel_stats((train.mean().item(),), (train.std().item(),))
         return {
             name: Split(images[idx], torch.from_numpy(labels[idx]))
             for name, idx in zip(("train", "val", "test"), parts, strict=True)

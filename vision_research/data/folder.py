@@ -24,19 +24,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import albumentations as A
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import ConfigError, DataError
+from ..errors import DataError
+from .base import VisionDataModule
 from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, check_max_pixels, load_rgb, scan_images
 from .in_memory import stratified_split
-from .loader import SPLITS, default_num_workers, evaluation_sampler, seed_worker_transform, stage_splits
+from .loader import SPLITS, stage_splits
 from .registry import register_datamodule
 from .transforms import build_classification_transforms
 
@@ -130,7 +129,7 @@ def to_image_list(classes: dict[str, list[Path]], class_names: Sequence[str], fo
 
 
 @register_datamodule(name="image_folder")
-class ImageFolderDataModule(L.LightningDataModule):
+class ImageFolderDataModule(VisionDataModule):
     """Images in a folder per class (layouts in the module docstring), for training or fine-tuning classifiers."""
 
     in_chans = 3
@@ -153,21 +152,13 @@ class ImageFolderDataModule(L.LightningDataModule):
         scan_images: bool = True,
         max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, mean, std)
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise DataError(f"data.root '{self.root}' is not a folder. {LAYOUT}")
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1; got {batch_size}")
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ConfigError(f"data.mean and data.std need 3 values each (RGB), std > 0; got {mean}, {std}")
         build_classification_transforms(image_size, train=True, preset=augment, crop_ratio=crop_ratio)  # fail early
         self.image_size, self.augment, self.crop_ratio = image_size, augment, crop_ratio
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.num_workers = default_num_workers() if num_workers is None else num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
-        self.mean, self.std = tuple(mean), tuple(std)
         self.scan_images, self.max_image_pixels = scan_images, check_max_pixels(max_image_pixels)
         self.splits: dict[str, ImageList] | None = None
         self._class_names: tuple[str, ...] = ()
@@ -209,42 +200,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         self._read_splits()
         return {name: len(self.splits[name]) for name in SPLITS}
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def dataset(self, split: str, train: bool | None = None) -> ImageFileDataset:
         self._read_splits()
+        train = split == "train" if train is None else train
         # Drawn from torch's generator, so that seed_everything fixes the augmentations too.
         seed = int(torch.randint(2**62, ()).item()) if train else None
         transform = build_classification_transforms(self.image_size, train, self.augment, self.crop_ratio, seed)
-        dataset = ImageFileDataset(self.splits[split], transform, self.max_image_pixels)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            sampler=None if train else evaluation_sampler(dataset, self.trainer),
-            drop_last=train and len(dataset) > self.batch_size,  # no last batch of 1 for batch norm
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory,
-            worker_init_fn=seed_worker_transform if train else None,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [N, 3, H, W] → float, normalised with ``mean`` / ``std``."""
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
-        return (images.float().div_(255.0) - mean) / std
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, labels = batch
-        return self.normalise(images), labels
+        return ImageFileDataset(self.splits[split], transform, self.max_image_pixels)

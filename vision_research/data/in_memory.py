@@ -1,7 +1,7 @@
 """Classification datamodules whose whole split fits in memory as one uint8 tensor (digit sets).
 
-Batches travel as uint8 (4× less to copy than float) and are scaled, augmented (training only) and
-normalised on their device in ``on_after_batch_transfer``.
+Batches travel as uint8 and are scaled, augmented (training only: ``augment``, a ``RandomAffineBatch``) and
+normalised on their device (``base.VisionDataModule``).
 """
 
 from __future__ import annotations
@@ -9,17 +9,15 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..errors import ConfigError
+from .base import VisionDataModule
 from .batch_augment import RandomAffineBatch
-from .loader import evaluation_sampler
 
 
 @dataclass
@@ -72,13 +70,13 @@ def pad_to(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.nn.functional.pad(images, (left, size - w - left, top, size - h - top))
 
 
-class InMemoryClassificationDataModule(L.LightningDataModule):
-    """Train / val / test splits held as tensors; subclasses implement ``load_splits``."""
+class InMemoryClassificationDataModule(VisionDataModule):
+    """Train / val / test splits held as tensors; subclasses implement ``load_splits`` and give the per-channel
+    ``mean`` / ``std`` (``set_channel_stats`` when they come from the data). Every batch is kept in training."""
 
     class_names: tuple[str, ...]
-    in_chans: int = 1
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    in_chans = 1
+    drop_last_train = False
 
     def __init__(
         self,
@@ -86,12 +84,10 @@ class InMemoryClassificationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         augment: dict[str, float] | None = None,
         eval_batch_size: int | None = None,
+        mean: Sequence[float] = (0.0,),
+        std: Sequence[float] = (1.0,),
     ) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1; got {batch_size}")
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.eval_batch_size = eval_batch_size or max(batch_size, 256)
+        super().__init__(batch_size, eval_batch_size or max(batch_size, 256), num_workers, None, mean, std)
         self.augment = RandomAffineBatch(**augment) if augment else None
         self.splits: dict[str, Split] | None = None
 
@@ -116,40 +112,9 @@ class InMemoryClassificationDataModule(L.LightningDataModule):
         self.setup()
         return {name: len(split) for name, split in self.splits.items()}
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def dataset(self, split: str, train: bool | None = None) -> TensorImageDataset:
         self.setup()
-        dataset = TensorImageDataset(self.splits[split])
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            sampler=None if shuffle else evaluation_sampler(dataset, self.trainer),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        return TensorImageDataset(self.splits[split])
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def normalise(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
-        """uint8 [N, C, H, W] → float, augmented when ``train``, normalised with the dataset's mean/std."""
-        x = images.float().div_(255.0)
-        if train and self.augment is not None:
-            x = self.augment(x)
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x - mean) / std
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, labels = batch
-        training = self.trainer is not None and self.trainer.training
-        return self.normalise(images, train=training), labels
+    def augment_batch(self, images: torch.Tensor) -> torch.Tensor:
+        return self.augment(images) if self.augment is not None else images

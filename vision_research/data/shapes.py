@@ -8,7 +8,7 @@
     root/YOLO/{images, labels}/<split>/, classes.txt, data.yaml
 
 The three layouts describe the same boxes (VOC's integer corners are exact: boxes are pixel-aligned), and
-``ShapesDataModule`` reads any of them (``format``), so it doubles as a check of the three readers. With
+``ShapesDataModule`` reads any of them (``annotation_format``), so it doubles as a check of the three readers. With
 ``root=None`` the data goes to ``$VR_DATA_DIR`` (default ``~/.cache/vision_research``), generated once per
 parameter set: ``vr train`` needs no data from the user.
 """
@@ -140,7 +140,7 @@ class ShapesDataModule(AnnotatedDataModule):
     def __init__(
         self,
         root: str | None = None,
-        format: str = "coco",
+        annotation_format: str = "coco",
         num_train: int = 1000,
         num_val: int = 200,
         num_test: int = 200,
@@ -150,8 +150,10 @@ class ShapesDataModule(AnnotatedDataModule):
         image_size: int | None = None,
         **options: Any,
     ) -> None:
-        if format not in self.FORMATS:
-            raise ConfigError(f"data.format must be one of {', '.join(self.FORMATS)}; got '{format}'")
+        if annotation_format not in self.FORMATS:
+            raise ConfigError(
+                f"data.annotation_format must be one of {', '.join(self.FORMATS)}; got '{annotation_format}'"
+            )
         options["image_size"] = image_size or scene_size
         super().__init__(**options)
         self.generation = {
@@ -162,7 +164,7 @@ class ShapesDataModule(AnnotatedDataModule):
             "max_objects": max_objects,
             "seed": seed,
         }
-        self.root, self.format = root, format
+        self.root, self.annotation_format = root, annotation_format
         self._reader: AnnotatedDataModule | None = None
 
     def prepare_data(self) -> None:
@@ -174,9 +176,9 @@ class ShapesDataModule(AnnotatedDataModule):
             root = generate_shapes(self.root, **self.generation)
             splits = {"train": "train", "val": "val", "test": "test"}
             shared = {"task": self.task, "augment": self.augment, "image_size": self.image_size, "num_workers": 0}
-            if self.format == "coco":
+            if self.annotation_format == "coco":
                 self._reader = CocoDataModule(str(root), splits=splits, **shared)
-            elif self.format == "voc":
+            elif self.annotation_format == "voc":
                 self._reader = VOCDataModule(str(root / "VOC"), splits=splits, class_names=SHAPE_CLASSES, **shared)
             else:
                 self._reader = YoloDataModule(str(root / "YOLO"), splits=splits, **shared)

@@ -15,7 +15,8 @@ after normalisation), new mask pixels are 255 (ignore).
 Letterbox (evaluation, and the last step of every training preset): the image is centre-padded to a square
 whose side is its longer side (an odd remainder puts the extra pixel at the bottom / right), then resized to
 ``image_size``×``image_size``. Padding before resizing makes the scale the same on both axes, so
-``letterbox_geometry`` describes the mapping exactly: ``x_out = x * scale + pad_x``, ``y_out = y * scale + pad_y``.
+``geometry.letterbox_geometry`` describes the mapping exactly: ``x_out = x * scale + pad_x``,
+``y_out = y * scale + pad_y``.
 
 Box rule: input boxes are clipped to the image, and dropped if that leaves them empty (wholly outside, or
 with no width or height). After every geometric transform each box is clipped to the new image, then
@@ -45,7 +46,6 @@ from typing import Any
 import albumentations as A
 import cv2
 import numpy as np
-import torch
 
 from ..errors import ConfigError, close_matches, unknown_name_error
 
@@ -141,28 +141,6 @@ def letterbox(image_size: int) -> list[A.BasicTransform]:
             area_for_downscale="image",
         ),
     ]
-
-
-def letterbox_geometry(height: int, width: int, image_size: int) -> tuple[float, float, float]:
-    """(scale, pad_x, pad_y) of the letterbox of a ``height``×``width`` image: ``x_out = x * scale + pad_x``."""
-    side = max(height, width)
-    scale = image_size / side
-    return scale, (side - width) // 2 * scale, (side - height) // 2 * scale
-
-
-def boxes_to_original(
-    boxes: torch.Tensor | np.ndarray, height: int, width: int, image_size: int
-) -> torch.Tensor | np.ndarray:
-    """Map xyxy boxes of the letterboxed image back to the ``height``×``width`` original, clipped to it."""
-    scale, pad_x, pad_y = letterbox_geometry(height, width, image_size)
-    offset, limit = (pad_x, pad_y, pad_x, pad_y), (width, height, width, height)
-    if isinstance(boxes, torch.Tensor):
-        boxes = boxes if boxes.is_floating_point() else boxes.float()
-        original = (boxes - boxes.new_tensor(offset)) / scale
-        return torch.minimum(original.clamp(min=0), boxes.new_tensor(limit))
-    boxes = np.asarray(boxes)
-    boxes = boxes if np.issubdtype(boxes.dtype, np.floating) else boxes.astype(np.float64)
-    return np.clip((boxes - np.asarray(offset)) / scale, 0, limit).astype(boxes.dtype)
 
 
 def seed_transform(transform: A.Compose, seed: int | None) -> A.Compose:

@@ -127,10 +127,10 @@ class FCNHead(nn.Module):
 class AuxiliaryHead(nn.Module):
     """A small per-pixel classifier on an intermediate stage (deep supervision as in PSPNet / torchvision's FCN)."""
 
-    def __init__(self, in_channels: int, num_classes: int, stride: int, hidden_channels: int = 256) -> None:
+    def __init__(self, in_chans: int, num_classes: int, stride: int, hidden_channels: int = 256) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            nn.Conv2d(in_channels, hidden_channels, 3, padding=1, bias=False),
+            nn.Conv2d(in_chans, hidden_channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(hidden_channels),
             nn.ReLU(inplace=True),
             nn.Dropout2d(0.1),

@@ -87,7 +87,7 @@ class YoloV1Head(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
+        in_chans: int,
         num_classes: int,
         grid_size: int = 7,
         num_boxes: int = 2,
@@ -102,7 +102,7 @@ class YoloV1Head(nn.Module):
             )
         self.grid_size, self.num_boxes, self.num_classes = grid_size, num_boxes, num_classes
         self.out_channels = 5 * num_boxes + num_classes
-        self.conv = ConvNormAct(in_channels, hidden_channels, 3, act=_leaky_relu)
+        self.conv = ConvNormAct(in_chans, hidden_channels, 3, act=_leaky_relu)
         self.pool = nn.AdaptiveAvgPool2d(grid_size)
         if fc:
             self.predict = nn.Sequential(
@@ -136,7 +136,7 @@ class YoloAnchorHead(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
+        in_chans: int,
         num_classes: int,
         anchors: Sequence[tuple[float, float]],
         stride: int,
@@ -150,7 +150,7 @@ class YoloAnchorHead(nn.Module):
             )
         self.num_classes, self.stride = num_classes, int(stride)
         self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).view(-1, 2), persistent=False)
-        self.conv = ConvNormAct(in_channels, hidden_channels, 3, act=_leaky_relu)
+        self.conv = ConvNormAct(in_chans, hidden_channels, 3, act=_leaky_relu)
         self.predict = nn.Conv2d(hidden_channels, len(anchors) * (5 + num_classes), 1)
         _fill_confidence_prior(self.predict.bias.view(len(anchors), 5 + num_classes)[:, 4])
 

@@ -27,7 +27,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 from torchvision.ops import box_iou
 
-from ..data.formats import check_unique_coco_ids, coco_index
+from ..coco import GROUND_TRUTH_COLUMNS, check_unique_coco_ids, coco_index, instances_from_rows
 from ..errors import ConfigError, DataError, unknown_name_error
 
 COCO_STATS_NAMES = (
@@ -240,15 +240,19 @@ def _cat_state(state: list[Tensor] | Tensor, empty: Tensor) -> Tensor:
 class CocoMeanAveragePrecision(Metric):
     """COCO mAP / mAR (the 12 ``COCOeval.stats``, Lin et al. 2014) of detections collected over a run.
 
-    ``update(preds, image_ids)`` takes per-image dicts ``boxes`` [N, 4] xyxy in the original image's pixels,
-    ``scores`` [N] and contiguous ``labels`` [N], keeping the top ``max_detections`` per image by score (the
+    ``update(preds, image_ids, ground_truth)`` takes per-image dicts ``boxes`` [N, 4] xyxy in the original image's
+    pixels, ``scores`` [N] and contiguous ``labels`` [N], keeping the top ``max_detections`` per image by score (the
     detectron2 / torchmetrics convention; COCOeval itself caps detections per image *and category* at 100).
-    ``compute()`` evaluates them with ``coco_evaluate`` against ``ground_truth`` (a COCO instances dict) on
-    every ground-truth image, so images never passed to ``update`` count as misses: feed the whole split.
+    ``compute()`` evaluates them with ``coco_evaluate``. The ground truth is either
+
+    - ``ground_truth``, a COCO instances dict given at construction: every image in it is evaluated, so images never
+      passed to ``update`` count as misses (feed the whole split); a plain attribute, never synced, reset or saved;
+    - or, when that is None, the per-image ground-truth rows passed to ``update`` (``vision_research.coco``: what the
+      instances dict holds for each object, in the detection targets as ``ground_truth``): exactly the images seen
+      are evaluated, and nothing but the batches is needed, so a detector is scored from a bare DataLoader.
 
     Under DDP each rank's states are gathered (``dist_reduce_fx="cat"``). The DistributedSampler pads the
     last batch by repeating samples, so an image can arrive more than once; it is evaluated once.
-    ``ground_truth`` is a plain attribute, not a state: it is never synced, reset or saved with the metric.
     """
 
     is_differentiable = False
@@ -257,7 +261,7 @@ class CocoMeanAveragePrecision(Metric):
 
     def __init__(
         self,
-        ground_truth: dict,
+        ground_truth: dict | None,
         category_ids: Sequence[int],
         backend: str = "auto",
         max_detections: int = 100,
@@ -266,18 +270,20 @@ class CocoMeanAveragePrecision(Metric):
         super().__init__(**kwargs)
         if max_detections < 1:
             raise ConfigError(f"max_detections must be at least 1, got {max_detections}")
-        _check_ground_truth(ground_truth)
-        known = {c["id"] for c in ground_truth["categories"]}
-        unknown = [c for c in category_ids if c not in known]
-        if unknown:
-            raise DataError(f"category_ids {unknown} are not categories of the COCO ground truth")
+        if ground_truth is not None:
+            _check_ground_truth(ground_truth)
+            known = {c["id"] for c in ground_truth["categories"]}
+            unknown = [c for c in category_ids if c not in known]
+            if unknown:
+                raise DataError(f"category_ids {unknown} are not categories of the COCO ground truth")
         self.backend = _resolve_backend(backend)
         self.ground_truth = ground_truth
         self.category_ids = list(category_ids)
         self.max_detections = max_detections
         # Per sample: its image id and how many detection rows it added (zero included). Per detection row:
-        # box, score, label. The rows of sample k are the counts[k] rows after those of samples 0..k-1.
-        for name in ("sample_ids", "sample_counts", "boxes", "scores", "labels"):
+        # box, score, label. The rows of sample k are the counts[k] rows after those of samples 0..k-1. The same
+        # for the ground-truth rows (gt_counts, gt_rows) when they come with the batches.
+        for name in ("sample_ids", "sample_counts", "boxes", "scores", "labels", "gt_counts", "gt_rows"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def _top_detections(self, pred: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -296,11 +302,33 @@ class CocoMeanAveragePrecision(Metric):
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         return boxes, scores, labels
 
-    def update(self, preds: list[dict[str, Tensor]], image_ids: Sequence[int] | Tensor) -> None:
-        """Add the detections ``preds`` of the images ``image_ids`` (one dict per image, which may hold none)."""
+    def update(
+        self,
+        preds: list[dict[str, Tensor]],
+        image_ids: Sequence[int] | Tensor,
+        ground_truth: Sequence[Tensor] | None = None,
+    ) -> None:
+        """Add the detections ``preds`` of the images ``image_ids`` (one dict per image, which may hold none), and
+        their ground-truth rows ([M, 7] each, ``vision_research.coco.GROUND_TRUTH_COLUMNS``) when the metric was
+        made without a ground-truth dict."""
         ids = torch.as_tensor(image_ids, dtype=torch.int64).reshape(-1)
         if len(ids) != len(preds):
             raise DataError(f"update got {len(preds)} predictions for {len(ids)} image ids; expected one per image")
+        if (ground_truth is None) == (self.ground_truth is None):
+            raise DataError(
+                "pass the ground-truth rows of each image to update() when the metric has no ground-truth dict, and "
+                "only then (detection targets carry them as 'ground_truth')"
+            )
+        if ground_truth is not None:
+            rows = [
+                torch.as_tensor(r, dtype=torch.float64).reshape(-1, len(GROUND_TRUTH_COLUMNS)) for r in ground_truth
+            ]
+            if len(rows) != len(ids):
+                raise DataError(
+                    f"update got {len(rows)} ground truths for {len(ids)} image ids; expected one per image"
+                )
+            self.gt_counts.append(torch.tensor([len(r) for r in rows], dtype=torch.int64, device=self.device))
+            self.gt_rows.append(torch.cat(rows).to(self.device))
         kept = [self._top_detections(p) for p in preds]
         device = self.device
         self.sample_ids.append(ids.to(device))
@@ -313,7 +341,11 @@ class CocoMeanAveragePrecision(Metric):
         """The 12 COCO numbers (``COCO_STATS_NAMES``) as float64 scalar tensors."""
         sample_ids = _cat_state(self.sample_ids, torch.zeros(0, dtype=torch.int64))
         counts = _cat_state(self.sample_counts, torch.zeros(0, dtype=torch.int64))
-        unknown = sorted(set(sample_ids.tolist()) - {image["id"] for image in self.ground_truth["images"]})
+        first = _first_occurrences(sample_ids)
+        ground_truth = self.ground_truth
+        if ground_truth is None:
+            ground_truth = self._ground_truth_from_rows(sample_ids, first)
+        unknown = sorted(set(sample_ids.tolist()) - {image["id"] for image in ground_truth["images"]})
         if unknown:
             raise DataError(f"CocoMeanAveragePrecision got image ids not in the ground truth: {unknown[:10]}")
         # One result per image: a sample repeated by the DistributedSampler's padding arrives as another block
@@ -321,7 +353,7 @@ class CocoMeanAveragePrecision(Metric):
         # the rows hold (deduplicating equal rows would fail if two ranks' outputs differ in the last bit, and
         # "first len/n rows of the image" would split wrongly if their detection counts differ); gathering
         # concatenates every state rank by rank, so sample and row order agree after the sync.
-        keep_row = _first_occurrences(sample_ids).repeat_interleave(counts)
+        keep_row = first.repeat_interleave(counts)
         detections = _coco_results(
             sample_ids.repeat_interleave(counts)[keep_row],
             _cat_state(self.boxes, torch.zeros(0, 4))[keep_row],
@@ -329,8 +361,15 @@ class CocoMeanAveragePrecision(Metric):
             _cat_state(self.labels, torch.zeros(0, dtype=torch.int64))[keep_row],
             self.category_ids,
         )
-        stats = coco_evaluate(self.ground_truth, detections, backend=self.backend)
+        stats = coco_evaluate(ground_truth, detections, backend=self.backend)
         return {name: torch.tensor(value, dtype=torch.float64) for name, value in stats.items()}
+
+    def _ground_truth_from_rows(self, sample_ids: Tensor, first: Tensor) -> dict:
+        """The instances dict of the images seen (each once), from the ground-truth rows they came with."""
+        counts = _cat_state(self.gt_counts, torch.zeros(0, dtype=torch.int64))
+        rows = _cat_state(self.gt_rows, torch.zeros(0, len(GROUND_TRUTH_COLUMNS), dtype=torch.float64))
+        kept_rows = rows[first.repeat_interleave(counts)]
+        return instances_from_rows(sample_ids[first].tolist(), kept_rows, counts[first].tolist(), self.category_ids)
 
 
 # ----------------------------------------------------------------------------------------------- VOC

@@ -1,5 +1,6 @@
 """AlexNet — A. Krizhevsky, I. Sutskever, G. E. Hinton, "ImageNet Classification with Deep Convolutional
-Neural Networks", NIPS 2012 (section 3, Fig. 2; SEEDS §2.3, decisions, §8.1-2).
+Neural Networks", NIPS 2012 (section 3, Fig. 2; Géron ch. 14, whose two editions
+disagree on the LRN constants and on the last pool: the paper decides both).
 
 Two registered models share one class:
 
@@ -12,9 +13,9 @@ Two registered models share one class:
 
     - local response normalisation after the ReLU of C1 and C2 (§3.3), with the paper's constants
       n = 5, α = 1e-4, β = 0.75, k = 2 (``layers.LocalResponseNorm``, α not divided by n). Géron's table
-      (SEEDS §2.3) numbers the pools as layers, so there it follows "C1 and C3";
-    - overlapping max-pools, 3×3 with stride 2 (§3.4), after both LRNs and after C5 (13 → 6: SEEDS keeps
-      this pool, which one of the books omits);
+      (ch. 14) numbers the pools as layers, so there it follows "C1 and C3";
+    - overlapping max-pools, 3×3 with stride 2 (§3.4), after both LRNs and after C5 (13 → 6: kept, as in
+      the paper and Géron's 3rd edition; the other edition's ch. 14 table omits it, leaving 13×13 for FC6);
     - dropout 0.5 on the outputs of FC6 and FC7 (§4.2);
     - the paper's initialisation (§5): weights N(0, 0.01); biases 1 in C2, C4, C5, FC6 and FC7, else 0.
     Options reproduce the paper's ablations: ``lrn=False`` (§3.3: +1.4 % top-1 error without it),
@@ -47,11 +48,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Backbone, default_cfg, feature_info, imagenet_stats, sequential_stages
+from ..constants import dataset_stats
+from .base import Backbone, default_cfg, feature_info, sequential_stages
 from .layers import LocalResponseNorm
 from .registry import Variant, register_variants
 
-# The paper's LRN constants (§3.3; SEEDS "Decisions").
+# The paper's LRN constants (§3.3); Géron ch. 14's two editions disagree on them (k = 1, α = 2e-5 vs k = 2).
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
 
 
@@ -135,7 +137,7 @@ class AlexNet(Backbone):
             self._init_paper()
         self.min_size = self._min_input_size()
         size = 227 if paper else 224
-        mean, std = imagenet_stats(in_chans)
+        mean, std = dataset_stats("imagenet", in_chans)
         self.default_cfg = default_cfg((in_chans, size, size), mean, std, num_classes, "features.0", "classifier.6")
 
     def _init_paper(self) -> None:

@@ -16,15 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..constants import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
-
-
-def imagenet_stats(in_chans: int = 3) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """ImageNet mean and std; for a non-RGB input their channel averages, repeated ``in_chans`` times."""
-    if in_chans == 3:
-        return IMAGENET_MEAN, IMAGENET_STD
-    return (sum(IMAGENET_MEAN) / 3,) * in_chans, (sum(IMAGENET_STD) / 3,) * in_chans
-
 
 def feature_info(num_chs: int, reduction: int, module: str) -> dict[str, Any]:
     """One stage's entry of ``feature_info``."""

@@ -1,4 +1,4 @@
-"""Dense → convolution conversion: the FCN trick of Long et al. 2015 §3.1 and Géron ch. 14 (SEEDS §1, §4.4).
+"""Dense → convolution conversion: the FCN trick of Long et al. 2015 §3.1 and Géron ch. 14.
 
 A dense layer with N units reading a flattened C×h×w map is a convolution with N filters of size h×w
 (VALID padding) whose kernels are the dense weights reshaped; the dense layers after it become 1×1

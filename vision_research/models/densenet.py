@@ -1,5 +1,5 @@
 """DenseNet-BC — G. Huang, Z. Liu, L. van der Maaten, K. Q. Weinberger, "Densely Connected Convolutional
-Networks", CVPR 2017 (§3, Table 1). The books name dense blocks and transitions only (SEEDS §1, §2.9); the
+Networks", CVPR 2017 (§3, Table 1). The books name dense blocks and transitions only (Géron ch. 14); the
 growth rate and block sizes are the paper's.
 
     In 3×224×224 ─ conv 7×7/2 (2k maps) ─ BN ─ ReLU ─ max-pool 3×3/2                       (56², /4)
@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Backbone, default_cfg, feature_info, imagenet_stats
+from ..constants import dataset_stats
+from .base import Backbone, default_cfg, feature_info
 from .registry import Variant, register_variants
 
 # Keys of torchvision's older DenseNet checkpoints: "denselayer1.norm.1.weight" for "denselayer1.norm1.weight".
@@ -154,7 +155,7 @@ class DenseNet(Backbone):
         self.num_features = chs
         self.classifier = nn.Linear(chs, num_classes)
         self._stage_outputs = {info["module"].removeprefix("features.") for info in self.feature_info}
-        mean, std = imagenet_stats(in_chans)
+        mean, std = dataset_stats("imagenet", in_chans)
         self.default_cfg = default_cfg((in_chans, 224, 224), mean, std, num_classes, "features.conv0", "classifier")
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

@@ -1,5 +1,6 @@
 """EfficientNet-B0…B7 — M. Tan, Q. V. Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural
-Networks", ICML 2019 (§3.3 compound scaling, §4 Table 1 baseline; SEEDS §2.9 and "Decisions").
+Networks", ICML 2019 (§3.3 compound scaling, §4 Table 1 baseline; Géron ch. 14, 3rd ed.; the paper's
+α·β²·γ² ≈ 2 and γ = 1.15 are used, not the sum constraint and γ = 1.1 of study notes on the book).
 
 B0 (Table 1), found by architecture search on a FLOPs budget:
 
@@ -76,7 +77,7 @@ class EfficientNet(InvertedResidualNet):
         depth_mult: float = 1.0,
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.2,
-        img_size: int = 224,
+        image_size: int = 224,
         bn_eps: float = 1e-5,
         bn_momentum: float = 0.1,
     ) -> None:
@@ -98,7 +99,7 @@ class EfficientNet(InvertedResidualNet):
             se_ratio=SE_RATIO,
             drop_rate=drop_rate,
             drop_path_rate=drop_path_rate,
-            img_size=img_size,
+            image_size=image_size,
             linear_init="uniform",
             width_mult=width_mult,
             depth_mult=depth_mult,
@@ -119,7 +120,7 @@ def _variant(name: str, row: EfficientNetParams, parameters: int) -> Variant:
     b = name.removeprefix("efficientnet_b")
     scaled = " (Table 1):" if b == "0" else f": B0 × (width {row.width_mult}, depth {row.depth_mult}),"
     return Variant(
-        {"img_size": row.resolution, "bn_eps": eps, "bn_momentum": momentum},
+        {"image_size": row.resolution, "bn_eps": eps, "bn_momentum": momentum},
         f"EfficientNet-B{b}{scaled} {row.resolution}², {parameters:,} parameters.",
         {"width_mult": row.width_mult, "depth_mult": row.depth_mult, "drop_rate": row.dropout},
     )

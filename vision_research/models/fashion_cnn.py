@@ -1,4 +1,4 @@
-"""The simple Fashion-MNIST CNN of A. Géron, *Hands-On Machine Learning*, ch. 14 (SEEDS §2.1).
+"""The simple Fashion-MNIST CNN of A. Géron, *Hands-On Machine Learning*, ch. 14.
 
     In 1×28×28 ─ conv 64@7×7 ─ pool ─ 2× conv 128@3×3 ─ pool ─ 2× conv 256@3×3 ─ pool
                ─ flatten ─ fc 128 ─ dropout 0.5 ─ fc 64 ─ dropout 0.5 ─ fc 10
@@ -8,7 +8,7 @@ The book reports > 92 % test accuracy on Fashion-MNIST.
 
 Parameters (hand count, asserted in the tests): conv 3,200 + 73,856 + 147,584 + 295,168 + 590,080;
 fc 2,304·128 + 128 = 295,040; 128·64 + 64 = 8,256; 64·10 + 10 = 650 → **1,413,834** at 28×28
-(the flatten size follows ``img_size``: 256·⌊⌊⌊s/2⌋/2⌋/2⌋²).
+(the flatten size follows ``image_size``: 256·⌊⌊⌊s/2⌋/2⌋/2⌋²).
 
 Stages: after each pool — 64 maps at stride 2, 128 at stride 4, 256 at stride 8.
 Differences from the book: none in the layers; Keras flattens channels-last, torch channels-first, which
@@ -20,10 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..constants import dataset_stats
 from .base import Backbone, default_cfg, feature_info
 from .registry import Variant, register_variants
-
-FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 
 
 def _conv_relu(in_chs: int, out_chs: int, kernel_size: int) -> list[nn.Module]:
@@ -33,15 +32,15 @@ def _conv_relu(in_chs: int, out_chs: int, kernel_size: int) -> list[nn.Module]:
 class FashionMNISTCNN(Backbone):
     """Géron's Fashion-MNIST CNN; see the module docstring."""
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, drop_rate: float = 0.5) -> None:
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, image_size: int = 28, drop_rate: float = 0.5) -> None:
         super().__init__()
-        if img_size < 8:
-            raise ValueError(f"fashion_mnist_cnn needs img_size >= 8 (three 2×2 pools); got {img_size}")
+        if image_size < 8:
+            raise ValueError(f"fashion_mnist_cnn needs image_size >= 8 (three 2×2 pools); got {image_size}")
         self.num_classes, self.drop_rate = num_classes, drop_rate
         self.stage1 = nn.Sequential(*_conv_relu(in_chans, 64, 7), nn.MaxPool2d(2))
         self.stage2 = nn.Sequential(*_conv_relu(64, 128, 3), *_conv_relu(128, 128, 3), nn.MaxPool2d(2))
         self.stage3 = nn.Sequential(*_conv_relu(128, 256, 3), *_conv_relu(256, 256, 3), nn.MaxPool2d(2))
-        side = img_size // 2 // 2 // 2
+        side = image_size // 2 // 2 // 2
         self.flat_features = 256 * side * side
         self.hidden = nn.Sequential(
             nn.Flatten(),
@@ -59,9 +58,8 @@ class FashionMNISTCNN(Backbone):
             feature_info(256, 8, "stage3"),
         ]
         self.default_cfg = default_cfg(
-            (in_chans, img_size, img_size),
-            FASHION_MNIST_MEAN * in_chans,
-            FASHION_MNIST_STD * in_chans,
+            (in_chans, image_size, image_size),
+            *dataset_stats("fashion_mnist", in_chans),
             num_classes,
             "stage1.0",
             "fc",
@@ -78,7 +76,7 @@ class FashionMNISTCNN(Backbone):
             size = self.default_cfg["input_size"][1]
             raise ValueError(
                 f"fashion_mnist_cnn was built for {size}×{size} inputs (flatten of {self.flat_features}); "
-                f"got last-stage maps {tuple(last.shape[1:])}. Build it with img_size=<your size>."
+                f"got last-stage maps {tuple(last.shape[1:])}. Build it with image_size=<your size>."
             )
         return self.fc(self.hidden(last))
 

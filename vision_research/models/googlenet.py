@@ -1,8 +1,8 @@
 """GoogLeNet / Inception v1 — C. Szegedy, W. Liu, Y. Jia, P. Sermanet, S. Reed, D. Anguelov, D. Erhan,
 V. Vanhoucke, A. Rabinovich, "Going Deeper with Convolutions", CVPR 2015 (§4-5, Table 1, Fig. 2b and 3).
-The per-module filter counts and the auxiliary-head sizes are taken from the paper (SEEDS §9: the books
-give them only in a figure). SE-Inception: J. Hu, L. Shen, G. Sun, "Squeeze-and-Excitation Networks",
-CVPR 2018 (§4, Fig. 2).
+The per-module filter counts and the auxiliary-head sizes are taken from the paper (the books
+give them only in a figure: Géron ch. 14, Fig. 14-14). SE-Inception: J. Hu, L. Shen, G. Sun, "Squeeze-and-Excitation
+Networks", CVPR 2018 (§4, Fig. 2).
 
     In 3×224×224 ─ conv 7×7/2 64 ─ max-pool 3×3/2 ─ [LRN] ─ conv 1×1 64 ─ conv 3×3 192 ─ [LRN]   (56², /4)
                ─ max-pool 3×3/2 ─ inception 3a, 3b                                             (28², /8)
@@ -10,20 +10,22 @@ CVPR 2018 (§4, Fig. 2).
                ─ max-pool /2 ─ inception 5a, 5b                                                 (7², /32)
                ─ global average pool ─ dropout ─ fc 1000
 
-    Five stride-2 steps take 224 to 7×7 (SEEDS §6.1). An inception module (Fig. 2b) concatenates four
+    Five stride-2 steps take 224 to 7×7 (Géron ch. 14). An inception module (Fig. 2b) concatenates four
     branches: 1×1; 1×1 → 3×3; 1×1 → 5×5; 3×3 max-pool (stride 1) → 1×1 — every conv with ReLU.
     Auxiliary classifier (§5), on 4a (512 maps) and 4d (528 maps): average pool 5×5/3 (14² → 4²) ─ conv 1×1
     128 + ReLU ─ fc 1024 + ReLU ─ dropout 0.7 ─ fc classes. Training only: in training mode ``forward``
-    returns ``(logits, aux1_logits, aux2_logits)`` (the task weights them L + 0.3·L_aux1 + 0.3·L_aux2, SEEDS
-    §3.5); in eval mode, or with ``aux_logits=False``, the logits alone. ``forward_features`` never holds them.
+    returns ``(logits, aux1_logits, aux2_logits)`` (the task weights them L + 0.3·L_aux1 + 0.3·L_aux2, Géron
+    ch. 14; Michelucci ch. 4); in eval mode, or with ``aux_logits=False``, the logits alone. ``forward_features``
+    never holds them.
 
 Two registered models share one class; every difference is an option:
 
 ``googlenet_paper`` — the paper's network: no batch norm (conv biases), LRN twice in the stem (after the
 first max-pool and after the 3×3 conv, Fig. 3), real 5×5 convs in the 5×5 branch, 3×3/2 max-pools, dropout
 0.4 before the classifier. The paper gives no LRN constants; AlexNet's are used (n = 5, α = 1e-4, β = 0.75,
-k = 2, the paper's α convention; SEEDS "decisions"). The paper does not give an initialisation either; the one
-of the BVLC Caffe reimplementation is used: Xavier (uniform, fan-in) weights, conv biases 0.2, fc biases 0.
+k = 2, the paper's α convention; not Géron's, whose editions disagree). The paper does not give an
+initialisation either; the one of the BVLC Caffe reimplementation is used: Xavier (uniform, fan-in) weights, conv
+biases 0.2, fc biases 0.
 Parameters: **6,998,552** without the auxiliary heads, 13,378,280 with them (Table 1 sums to about 6.8M).
 
 ``googlenet`` — torchvision's weight-compatible layout (same module names, so torchvision's state dicts load
@@ -56,7 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone, default_cfg, feature_info, imagenet_stats
+from ..constants import IMAGENET_MEAN, IMAGENET_STD, dataset_stats
+from .base import Backbone, default_cfg, feature_info
 from .layers import ConvNormAct, LocalResponseNorm, SEModule
 from .registry import Variant, register_variants
 
@@ -171,7 +174,7 @@ class GoogLeNet(Backbone):
             raise ValueError(f"GoogLeNet transform_input=True re-normalises RGB inputs; got in_chans={in_chans}")
         self.num_classes, self.aux_logits, self.transform_input = num_classes, aux_logits, transform_input
         self.batch_norm = batch_norm
-        mean, std = imagenet_stats(in_chans)
+        mean, std = dataset_stats("imagenet", in_chans)
 
         self.conv1 = _conv(in_chans, 64, 7, batch_norm, stride=2)
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)

@@ -58,7 +58,7 @@ class ConvNormAct(nn.Sequential):
 
 
 class LocalResponseNorm(nn.Module):
-    """Local response normalisation, Krizhevsky et al. 2012 §3.3 (SEEDS §1, eq. 14-2):
+    """Local response normalisation, Krizhevsky et al. 2012 §3.3 (Géron ch. 14, eq. 14-2):
 
         b_i = a_i · (k + α · Σ_{j=max(0, i−n/2)}^{min(N−1, i+n/2)} a_j²)^(−β)
 
@@ -98,7 +98,7 @@ class SeparableConv2d(nn.Sequential):
 
 
 class DepthwiseMaxPool(nn.Module):
-    """Max over groups of ``k`` consecutive channels (Géron ch. 14, "depthwise max pooling"; SEEDS §1).
+    """Max over groups of ``k`` consecutive channels (Géron ch. 14, "depthwise max pooling").
 
     Learns invariances (rotation, thickness…) across feature maps; C must be divisible by k.
     """

@@ -3,7 +3,7 @@ Recognition", Proc. IEEE 1998 (section II.B, Fig. 2, Table I, Appendix A).
 
 Two registered models share one class:
 
-``lenet5`` — the paper's network (SEEDS §2.2):
+``lenet5`` — the paper's network (also Géron ch. 14):
 
     In 1×32×32 ─ C1 conv 6@5×5 ─ S2 subsample ─ C3 conv 16@5×5 ─ S4 subsample ─ C5 conv 120@5×5
                ─ F6 fc 84 ─ RBF output 10
@@ -23,7 +23,7 @@ Two registered models share one class:
     C5 120·(16·25+1) = 48,120; F6 84·(120+1) = 10,164; RBF 0 (840 fixed prototype values).
     Total **60,000**, the figure the paper gives. Without the table C3 has 2,416 and the total is 60,900.
 
-``lenet5_modern`` — the variant the seeds call modern (003:220; 000:341): ReLU, 2×2 max-pool, C3 fully
+``lenet5_modern`` — the modern variant of Géron ch. 14: ReLU, 2×2 max-pool, C3 fully
 connected, a linear output layer trained with softmax cross-entropy. Same shapes.
 C1 156 + C3 2,416 + C5 48,120 + F6 10,164 + out 10·(84+1) = 850 → **61,706** parameters.
 
@@ -37,6 +37,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..constants import dataset_stats
 from .base import Backbone, default_cfg, feature_info
 from .registry import Variant, register_variants
 
@@ -47,8 +48,6 @@ LENET5_C3_TABLE: tuple[tuple[int, ...], ...] = (
     *((0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5)),  # maps 12-14: four discontinuous
     (0, 1, 2, 3, 4, 5),  # map 15: all six
 )
-
-MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
 
 class ScaledTanh(nn.Module):
@@ -63,7 +62,7 @@ class ScaledTanh(nn.Module):
 
 
 class TrainableSubsampling(nn.Module):
-    """LeNet's S-layer: 2×2 mean × a trainable coefficient + a trainable bias, per map (SEEDS §1)."""
+    """LeNet's S-layer: 2×2 mean × a trainable coefficient + a trainable bias, per map (Géron ch. 14)."""
 
     def __init__(self, channels: int, kernel_size: int = 2) -> None:
         super().__init__()
@@ -82,15 +81,15 @@ class ConnectionTableConv2d(nn.Module):
     in the forward pass, so the convolution itself is one ``F.conv2d`` call.
     """
 
-    def __init__(self, in_channels: int, table: tuple[tuple[int, ...], ...], kernel_size: int) -> None:
+    def __init__(self, in_chans: int, table: tuple[tuple[int, ...], ...], kernel_size: int) -> None:
         super().__init__()
-        mask = torch.zeros(len(table), in_channels, kernel_size, kernel_size, dtype=torch.bool)
+        mask = torch.zeros(len(table), in_chans, kernel_size, kernel_size, dtype=torch.bool)
         for out_map, in_maps in enumerate(table):
-            if not in_maps or max(in_maps) >= in_channels or min(in_maps) < 0:
-                raise ValueError(f"connection table row {out_map} = {in_maps} is not within 0..{in_channels - 1}")
+            if not in_maps or max(in_maps) >= in_chans or min(in_maps) < 0:
+                raise ValueError(f"connection table row {out_map} = {in_maps} is not within 0..{in_chans - 1}")
             mask[out_map, list(in_maps)] = True
         self.register_buffer("mask", mask, persistent=False)
-        self.in_channels, self.out_channels, self.kernel_size = in_channels, len(table), kernel_size
+        self.in_chans, self.out_channels, self.kernel_size = in_chans, len(table), kernel_size
         # Uniform(±1/sqrt(fan_in)) like nn.Conv2d, with each output map's true fan-in.
         fan_in = mask.flatten(1).sum(1).float()
         weight_bound = fan_in.view(-1, 1, 1, 1).expand_as(mask)[mask].rsqrt()
@@ -161,7 +160,7 @@ class LeNet5(Backbone):
         self.output = self._make_output(num_classes)
         self.feature_info = [feature_info(6, 2, "s2"), feature_info(16, 4, "s4"), feature_info(120, 4, "c5")]
         self.default_cfg = default_cfg(
-            (in_chans, 32, 32), MNIST_MEAN * in_chans, MNIST_STD * in_chans, num_classes, "c1.0", "output"
+            (in_chans, 32, 32), *dataset_stats("mnist", in_chans), num_classes, "c1.0", "output"
         )
 
     @staticmethod

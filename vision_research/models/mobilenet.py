@@ -1,4 +1,5 @@
-"""MobileNet v1 and v2 (SEEDS §2.9), plus the inverted-residual network that EfficientNet also builds on.
+"""MobileNet v1 and v2 (Géron ch. 14; Michelucci ch. 4), plus the inverted-residual network that EfficientNet
+also builds on.
 
 ``mobilenet_v1`` — A. G. Howard et al., "MobileNets: Efficient Convolutional Neural Networks for Mobile
 Vision Applications", arXiv 2017 (§3.1-3.2, Table 1):
@@ -49,7 +50,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone, default_cfg, feature_info
+from ..constants import dataset_stats
+from .base import Backbone, default_cfg, feature_info
 from .layers import ConvNormAct, DropPath, SEModule
 from .registry import Variant, register_variants
 from .scaling import scale_depths, scale_widths
@@ -137,7 +139,7 @@ class MobileNetV1(Backbone):
             for i, (c, r) in enumerate(zip(self.stage_widths, stage_reductions(strides), strict=True))
         ]
         self.default_cfg = default_cfg(
-            (in_chans, 224, 224), IMAGENET_MEAN, IMAGENET_STD, num_classes, "stem.conv", "classifier"
+            (in_chans, 224, 224), *dataset_stats("imagenet", in_chans), num_classes, "stem.conv", "classifier"
         )
         init_weights(self)
 
@@ -248,7 +250,7 @@ class InvertedResidualNet(Backbone):
         se_ratio: float = 0.0,
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.0,
-        img_size: int = 224,
+        image_size: int = 224,
         linear_init: str = "normal",
         **cfg_extra: object,
     ) -> None:
@@ -281,9 +283,8 @@ class InvertedResidualNet(Backbone):
             feature_info(self.stage_widths[i], reductions[i], f"blocks.{i}") for i in self.feature_stages
         ]
         self.default_cfg = default_cfg(
-            (in_chans, img_size, img_size),
-            IMAGENET_MEAN,
-            IMAGENET_STD,
+            (in_chans, image_size, image_size),
+            *dataset_stats("imagenet", in_chans),
             num_classes,
             "stem.conv",
             "classifier",

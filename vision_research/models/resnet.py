@@ -68,7 +68,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, default_cfg, feature_info
+from ..constants import dataset_stats
+from .base import Backbone, default_cfg, feature_info
 from .layers import DropPath, SEModule, make_divisible
 from .registry import Variant, register_variants
 from .scaling import scale_depths, scale_widths
@@ -234,11 +235,6 @@ class Bottleneck(ResidualUnit):
         super().__init__(convs, shortcut=shortcut, preact=preact, first=first, se_ratio=se_ratio, drop_path=drop_path)
 
 
-def _per_channel(values: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
-    """Normalisation constants for ``in_chans`` channels: the RGB ones, or their average repeated."""
-    return values if len(values) == in_chans else (sum(values) / len(values),) * in_chans
-
-
 class ResNet(Backbone):
     """Stem → stages of residual units → (pre-activation: BN-ReLU) → GAP → dropout → fc; see the module docstring.
 
@@ -326,12 +322,10 @@ class ResNet(Backbone):
         self.head_drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(in_chs, num_classes)
 
-        mean, std = (CIFAR10_MEAN, CIFAR10_STD) if cifar else (IMAGENET_MEAN, IMAGENET_STD)
         size = 32 if cifar else 224
         self.default_cfg = default_cfg(
             (in_chans, size, size),
-            _per_channel(mean, in_chans),
-            _per_channel(std, in_chans),
+            *dataset_stats("cifar10" if cifar else "imagenet", in_chans),
             num_classes,
             "conv1",
             "fc",

@@ -9,9 +9,9 @@ Eq. 3, for a user-chosen compound coefficient φ:
 A conv net's FLOPs grow as d·w²·r², so the φ-scaled network costs (α·β²·γ²)^φ ≈ 2^φ times the baseline.
 The paper's grid search at φ = 1 on B0 gave α = 1.2, β = 1.1, γ = 1.15: α·β²·γ² = 1.2·1.21·1.3225 = 1.92.
 
-⚠ The study notes (SEEDS §2.9, 003:427-428) write "α + β² + γ² ≈ 2" and γ = 1.1. The sum is 3.73 (3.62 with
+⚠ Study notes on Géron ch. 14 (3rd ed.) write "α + β² + γ² ≈ 2" and γ = 1.1. The sum is 3.73 (3.62 with
 γ = 1.1), nowhere near 2: the constraint is the product, because FLOPs multiply. With γ = 1.1 the product
-is 1.76, which ``CompoundScaling.check`` rejects (SEEDS "Decisions": the paper's values).
+is 1.76, which ``CompoundScaling.check`` rejects: the paper's values are used, as FLOPs demand.
 
 Rounding, as in the released code (``round_filters`` / ``round_repeats`` of efficientnet_model.py):
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, unknown_name_error
-from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone, feature_info
+from .base import Backbone, feature_info
 
 
 class TimmBackbone(Backbone):

@@ -1,5 +1,5 @@
 """VGG — K. Simonyan, A. Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition",
-ICLR 2015 (section 2, Table 1; SEEDS §2.5).
+ICLR 2015 (section 2, Table 1; Géron ch. 14; Michelucci ch. 4).
 
 Five blocks of 3×3 convolutions (stride 1, padding 1, ReLU), each closed by a 2×2 max-pool of stride 2,
 then FC-4096 → FC-4096 → FC-1000 with dropout 0.5 after the two hidden layers (§3.1). Table 1's configs:
@@ -12,9 +12,9 @@ then FC-4096 → FC-4096 → FC-1000 with dropout 0.5 after the two hidden layer
 ``*_bn`` adds BatchNorm (Ioffe & Szegedy 2015, later than the paper) between each conv and its ReLU.
 
 Parameters (Table 2 rounds them to 133, 133, 138, 144 M; asserted against torchvision and by hand):
-vgg11 132,863,336; vgg13 133,047,848; **vgg16 138,357,544** (the "138M" of SEEDS §6.1; its conv base
-14,714,688 as in Keras' ``include_top=False``); vgg19 143,667,240. The ``_bn`` variants add 2 per conv
-channel (vgg16_bn 138,365,992).
+vgg11 132,863,336; vgg13 133,047,848; **vgg16 138,357,544** (the "138M" of Michelucci ch. 4; its conv
+base 14,714,688 as in Keras' ``include_top=False``, Michelucci ch. 8); vgg19 143,667,240. The ``_bn`` variants
+add 2 per conv channel (vgg16_bn 138,365,992).
 
 Module names and order are torchvision's (``features.<i>``, ``avgpool``, ``classifier.<i>``), so its
 checkpoints load by name. Stages (``forward_features``): the five blocks, each ending at its max-pool —
@@ -38,7 +38,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Backbone, default_cfg, feature_info, imagenet_stats, sequential_stages
+from ..constants import dataset_stats
+from .base import Backbone, default_cfg, feature_info, sequential_stages
 from .registry import Variant, register_variants
 
 # Table 1: the conv widths of each of the five blocks (every conv is 3×3; a max-pool closes each block).
@@ -91,7 +92,7 @@ class VGG(Backbone):
             nn.Linear(4096, num_classes),
         )
         self.apply(self._init_weights)
-        mean, std = imagenet_stats(in_chans)
+        mean, std = dataset_stats("imagenet", in_chans)
         self.default_cfg = default_cfg((in_chans, 224, 224), mean, std, num_classes, "features.0", "classifier.6")
 
     @staticmethod

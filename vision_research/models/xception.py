@@ -1,5 +1,5 @@
 """Xception — F. Chollet, "Xception: Deep Learning with Depthwise Separable Convolutions", CVPR 2017
-(section 3, Fig. 5; §4.3; SEEDS §2.7).
+(section 3, Fig. 5; §4.3; Géron ch. 14).
 
 Inception modules replaced by depthwise separable convolutions (a 3×3 depthwise conv, then a 1×1 pointwise
 conv, no activation in between: §4.7) inside residual modules. Every conv and separable conv is followed by
@@ -14,7 +14,7 @@ BatchNorm; the separable convs inside a module are preceded by a ReLU.
                  sep conv 1536 ─ BN ─ ReLU ─ sep conv 2048 ─ BN ─ ReLU ─ global average pool
     head         dropout 0.5 (§4.3, ImageNet) ─ FC 1000 (the paper's logistic regression layer)
 
-Two regular convolutions and 34 separable ones (SEEDS §2.7), 36 conv layers in 14 modules (§3).
+Two regular convolutions and 34 separable ones (Géron ch. 14), 36 conv layers in 14 modules (§3).
 Parameters: **22,855,952** with 1000 classes, the figure of the paper's Table 3 (asserted against timm's
 ``legacy_xception``).
 
@@ -40,11 +40,10 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..constants import dataset_stats
 from .base import Backbone, default_cfg, feature_info
 from .layers import ConvNormAct, SeparableConv2d
 from .registry import Variant, register_variants
-
-INCEPTION_MEAN = INCEPTION_STD = (0.5,)  # inputs scaled to [-1, 1], as Keras' xception.preprocess_input
 
 
 def separable_norm_act(in_chs: int, out_chs: int) -> nn.Sequential:
@@ -127,7 +126,7 @@ class Xception(Backbone):
             feature_info(self.num_features, 32, "exit_flow"),
         ]
         self.default_cfg = default_cfg(
-            (in_chans, 299, 299), INCEPTION_MEAN * in_chans, INCEPTION_STD * in_chans, num_classes, "stem.0.conv", "fc"
+            (in_chans, 299, 299), *dataset_stats("inception", in_chans), num_classes, "stem.0.conv", "fc"
         )
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:

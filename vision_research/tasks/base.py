@@ -1,35 +1,72 @@
-"""What every task shares: local pretrained weights loaded when fitting starts, the optimizer and schedule."""
+"""What every task shares: local pretrained weights loaded when fitting starts, the optimizer and schedule, and
+the hook ``vr predict`` calls (``predict_images``)."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from torch import nn
+import numpy as np
+from torch import Tensor, nn
 
 from ..models import load_pretrained
 from ..optim import build_optimizer, build_scheduler
+from .contract import TaskData, options_from
+
+
+@dataclass
+class Prediction:
+    """What ``vr predict`` writes for one image; a task fills the fields it has."""
+
+    row: list[str] = field(default_factory=list)  # predictions.csv cells after the file name (prediction_columns)
+    results: list[dict] | None = None  # COCO results in the original frame (predictions.json); None: not a detector
+    mask: np.ndarray | None = None  # a class map at the original size, written as <name>.png in the VOC palette
+    drawing: np.ndarray | None = None  # the original image (H, W, 3 uint8) with what was found drawn: <name>.jpg
 
 
 class VisionTask(L.LightningModule):
     """Base of the tasks: ``monitor`` names the primary metric; hparams hold ``pretrained``,
-    ``pretrained_source``, ``optimizer`` and ``scheduler`` (dicts described in :mod:`vision_research.optim`).
-    A task's ``val_metrics`` / ``test_metrics`` (a torchmetrics ``Metric`` or ``MetricCollection``), if it keeps
-    them there, are reset as each evaluation epoch starts (:meth:`_fresh_metrics`)."""
+    ``pretrained_source``, ``optimizer`` and ``scheduler`` (dicts described in :mod:`vision_research.optim`),
+    and the data's ``mean`` / ``std`` (``tasks.contract``). A task's ``val_metrics`` / ``test_metrics`` (a
+    torchmetrics ``Metric`` or ``MetricCollection``), if it keeps them there, are reset as each evaluation epoch
+    starts (:meth:`_fresh_metrics`).
+
+    ``vr predict`` fits each image to the input as ``preprocessing`` says ("letterbox", the detection pipelines'
+    evaluation transform, or "resize_crop", the classification one), normalises it with the task's ``mean`` /
+    ``std`` and writes what :meth:`predict_images` returns (``prediction_columns`` head ``predictions.csv``)."""
 
     monitor: str
     monitor_mode: str = "max"
+    preprocessing: str = "letterbox"
+    prediction_columns: tuple[str, ...] = ()
     _pretrained_loaded: bool = False
 
     @classmethod
-    def options_from_data(cls, options: dict[str, Any], datamodule: Any) -> dict[str, Any]:
-        """Complete the task's options with what only the data knows (input size, anchors); default: none."""
-        return options
+    def options_from_data(cls, options: dict[str, Any], datamodule: TaskData) -> dict[str, Any]:
+        """``options`` completed with what the data knows: the ``TaskData`` facts the constructor names (``options``
+        given win); a task that needs more (detection: category ids, anchors) extends this."""
+        accepted = list(inspect.signature(cls.__init__).parameters)
+        return {**options_from(datamodule, accepted), **options}
 
     def pretrained_module(self) -> nn.Module:
         """The module the ``pretrained`` checkpoint is loaded into (the backbone)."""
         raise NotImplementedError
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class names the task was built with, or else the class indices as text."""
+        return list(self.hparams.get("class_names") or [str(i) for i in range(self.hparams.num_classes)])
+
+    def predict_images(
+        self, images: Tensor, originals: Sequence[np.ndarray], image_ids: Sequence[int]
+    ) -> list[Prediction]:
+        """What to write for each of ``images`` (the normalised inputs of the ``originals``, H×W×3 uint8 arrays);
+        ``image_ids`` number them for COCO results."""
+        raise NotImplementedError(f"{type(self).__name__} does not predict image files")
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.pretrained and not self._pretrained_loaded:

@@ -11,16 +11,19 @@ the k best scores). The primary metric, monitored for checkpoints, is ``val/acc1
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
 from ..models import create_model
-from .base import VisionTask
+from .base import Prediction, VisionTask
 from .registry import register_task
 
 
@@ -35,6 +38,8 @@ class ImageClassifier(VisionTask):
 
     monitor = "val/acc1"
     monitor_mode = "max"
+    preprocessing = "resize_crop"
+    prediction_columns = ("top-5 class:probability",)
 
     def __init__(
         self,
@@ -49,6 +54,8 @@ class ImageClassifier(VisionTask):
         label_smoothing: float = 0.0,
         aux_loss_weight: float = 0.3,
         class_names: list[str] | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
@@ -107,3 +114,15 @@ class ImageClassifier(VisionTask):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, list | tuple) else batch
         return self(images).softmax(dim=1)
+
+    def predict_images(
+        self, images: torch.Tensor, originals: Sequence[np.ndarray], image_ids: Sequence[int]
+    ) -> list[Prediction]:
+        """The five most probable classes of each image, as ``name:probability`` cells."""
+        probabilities = self.predict_step(images, 0)
+        top = probabilities.topk(min(5, probabilities.shape[1]), dim=1)
+        names = self.class_names
+        return [
+            Prediction(row=[f"{names[i]}:{s:.4f}" for s, i in zip(scores, labels, strict=True)])
+            for scores, labels in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        ]

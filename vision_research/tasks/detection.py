@@ -12,11 +12,12 @@
 Each loss term is logged on its own (``train/loss_xy``, ``train/loss_wh``, ``train/loss_obj``,
 ``train/loss_noobj``, ``train/loss_cls``). Evaluation decodes, runs per-class NMS
 (``torchvision.ops.batched_nms``; score ≥ 0.001, IoU 0.5, 100 detections per image by default), maps the
-boxes back from the letterboxed input to each original image and scores them with COCOeval on the
-datamodule's own annotations (``metrics/detection.py``: pycocotools or faster-coco-eval, one result per
-image under DDP): ``val/map`` (0.50:0.95), ``val/map_50`` (primary), ``val/map_75`` and the size / recall
-figures. Every ``log_images_every_n_epochs`` epochs, predictions drawn on the first validation images go
-to TensorBoard.
+boxes back from the letterboxed input to each original image and scores them with COCOeval against the ground
+truth the targets carry (every object of the annotation files, as their COCO instances dict holds it;
+``metrics/detection.py``: pycocotools or faster-coco-eval, one result per image under DDP): ``val/map``
+(0.50:0.95), ``val/map_50`` (primary), ``val/map_75`` and the size / recall figures. The images scored are
+those evaluated, so a bare DataLoader of the detection datasets evaluates too. Every
+``log_images_every_n_epochs`` epochs, predictions drawn on the first validation images go to TensorBoard.
 """
 
 from __future__ import annotations
@@ -24,20 +25,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
-from torchvision.utils import draw_bounding_boxes
 
-from ..analysis.visualize import denormalize
-from ..data.transforms import boxes_to_original, letterbox_geometry
-from ..errors import ConfigError
+from ..analysis.visualize import denormalize, draw_boxes
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import ConfigError, DataError
+from ..geometry import boxes_to_original, letterbox_geometry
 from ..heads.stages import select_stages
 from ..heads.yolo_head import MultiScaleYoloHead, YoloV1Head, decode_anchors, decode_v1, kmeans_anchors, postprocess
 from ..losses.yolo_loss import YoloAnchorLoss, YoloV1Loss
-from ..metrics.detection import COCO_STATS_NAMES, CocoMeanAveragePrecision
+from ..metrics.detection import COCO_STATS_NAMES, CocoMeanAveragePrecision, detections_to_coco
 from ..models import create_model, freeze_unused_by_features
 from ..registry import keyword_defaults
-from .base import VisionTask
+from .base import Prediction, VisionTask
+from .contract import AnnotatedData
 from .registry import register_task
 
 HEAD_TYPES = ("v1", "anchors")
@@ -84,6 +87,8 @@ class YoloDetector(VisionTask):
         scheduler: dict[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
         category_ids: Sequence[int] | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
         log_images_every_n_epochs: int = 5,
         num_images_to_log: int = 4,
     ) -> None:
@@ -125,7 +130,12 @@ class YoloDetector(VisionTask):
             )
             self.criterion = YoloAnchorLoss(num_classes, anchors, strides, **(loss or {}))
         freeze_unused_by_features(self.backbone, in_chans)
-        self._coco: dict[str, CocoMeanAveragePrecision] = {}
+        self.category_ids = list(category_ids) if category_ids is not None else list(range(1, num_classes + 1))
+        for stage in ("val", "test"):
+            metric = CocoMeanAveragePrecision(
+                None, self.category_ids, coco_backend, max_detections=self.postprocess_options["max_detections"]
+            )
+            setattr(self, f"{stage}_metrics", metric)
 
     @staticmethod
     def _check_keys(head: dict[str, Any], allowed: set[str]) -> None:
@@ -134,10 +144,11 @@ class YoloDetector(VisionTask):
             raise ConfigError(f"task.head ({head['type']}) has no option {sorted(unknown)}; options: {sorted(allowed)}")
 
     @classmethod
-    def options_from_data(cls, options: dict[str, Any], datamodule: Any) -> dict[str, Any]:
-        """Input size and COCO category ids from the data; k-means anchors of its boxes when ``anchors: kmeans``."""
-        category_ids = list(datamodule.annotations("train").category_ids)
-        options = {**options, "image_size": datamodule.image_size, "category_ids": category_ids}
+    def options_from_data(cls, options: dict[str, Any], datamodule: AnnotatedData) -> dict[str, Any]:
+        """The ``TaskData`` facts, the data's COCO category ids and, when ``anchors: kmeans``, the k-means anchors of
+        its boxes."""
+        options = super().options_from_data(options, datamodule)
+        options["category_ids"] = list(datamodule.annotations("train").category_ids)
         head = dict(options.get("head") or {})
         if head.get("type") == "anchors" and head.get("anchors", "kmeans") == "kmeans":
             strides = list(head.get("strides", [32]))
@@ -179,26 +190,6 @@ class YoloDetector(VisionTask):
         self.log("train/loss", losses["loss"], on_step=True, on_epoch=False, prog_bar=True, batch_size=len(images))
         return losses["loss"]
 
-    def _coco_metric(self, stage: str) -> CocoMeanAveragePrecision:
-        """The COCO metric of ``stage`` against the current datamodule's annotations (rebuilt for another one)."""
-        data = self.trainer.datamodule
-        if not hasattr(data, "coco_ground_truth"):
-            raise ConfigError(
-                "detection evaluation scores against the datamodule's annotations: pass a detection datamodule "
-                "(coco, voc, yolo, shapes) to the Trainer, not bare dataloaders"
-            )
-        key = f"{stage}:{id(data)}"
-        if key not in self._coco:
-            split = "val" if stage == "val" else "test"
-            self._coco = {k: v for k, v in self._coco.items() if not k.startswith(f"{stage}:")}
-            self._coco[key] = CocoMeanAveragePrecision(
-                data.coco_ground_truth(split),
-                data.annotations(split).category_ids,
-                backend=self.hparams.coco_backend,
-                max_detections=self.postprocess_options["max_detections"],
-            )
-        return self._coco[key].to(self.device)
-
     def _evaluate(self, batch: tuple[Tensor, list[dict]], stage: str) -> list[dict[str, Tensor]]:
         images, targets = batch
         raw = self(images)
@@ -210,11 +201,17 @@ class YoloDetector(VisionTask):
             {**d, "boxes": boxes_to_original(d["boxes"], int(t["orig_size"][0]), int(t["orig_size"][1]), size)}
             for d, t in zip(detections, targets, strict=True)
         ]
-        self._coco_metric(stage).update(in_original, [int(t["image_id"]) for t in targets])
+        if any("ground_truth" not in t for t in targets):
+            raise DataError(
+                "a detection target has no 'ground_truth' rows to score against (vision_research.coco."
+                "ground_truth_rows); the detection datasets (data.detection.AnnotatedImageDataset) give them"
+            )
+        metric = getattr(self, f"{stage}_metrics")
+        metric.update(in_original, [int(t["image_id"]) for t in targets], [t["ground_truth"] for t in targets])
         return detections
 
     def _log_coco(self, stage: str) -> None:
-        metric = self._coco_metric(stage)
+        metric = getattr(self, f"{stage}_metrics")
         scores = metric.compute()
         metric.reset()
         self.log(f"{stage}/map_50", scores["map_50"].float(), prog_bar=True)
@@ -238,22 +235,29 @@ class YoloDetector(VisionTask):
         images = batch[0] if isinstance(batch, list | tuple) else batch
         return self.detect(self(images))
 
+    def predict_images(
+        self, images: Tensor, originals: Sequence[np.ndarray], image_ids: Sequence[int]
+    ) -> list[Prediction]:
+        """Per image: its detections as COCO results in the original frame, and the image with them drawn."""
+        predictions = []
+        for image_id, found, original in zip(image_ids, self.detect(self(images)), originals, strict=True):
+            height, width = original.shape[:2]
+            found = {**found, "boxes": boxes_to_original(found["boxes"], height, width, self.hparams.image_size)}
+            results = detections_to_coco(
+                [image_id], [found["boxes"]], [found["scores"]], [found["labels"]], self.category_ids
+            )
+            drawing = self.draw(torch.from_numpy(original).permute(2, 0, 1), found)
+            predictions.append(Prediction(results=results, drawing=drawing.permute(1, 2, 0).numpy()))
+        return predictions
+
     # ------------------------------------------------------------------ pictures
     def draw(self, image: Tensor, detection: dict[str, Tensor], min_score: float = 0.3) -> Tensor:
         """``image`` (uint8 [3, H, W]) with the detections scoring at least ``min_score`` drawn on it."""
-        keep = detection["scores"] >= min_score
-        if not keep.any():
-            return image.cpu()
-        names = self.hparams.class_names or [str(i) for i in range(self.hparams.num_classes)]
-        labels = [
-            f"{names[int(c)]} {float(s):.2f}"
-            for c, s in zip(detection["labels"][keep], detection["scores"][keep], strict=True)
-        ]
-        return draw_bounding_boxes(image.cpu(), detection["boxes"][keep].cpu(), labels=labels, width=2)
+        boxes, labels, scores = detection["boxes"], detection["labels"], detection["scores"]
+        return draw_boxes(image, boxes, labels, scores, self.class_names, min_score)
 
     def _log_drawings(self, images: Tensor, detections: list[dict[str, Tensor]]) -> None:
         count = self.hparams.num_images_to_log
-        data = self.trainer.datamodule
-        pictures = denormalize(images[:count], data.mean, data.std)
+        pictures = denormalize(images[:count], self.hparams.mean, self.hparams.std)
         drawn = torch.cat([self.draw(p, d) for p, d in zip(pictures, detections[:count], strict=True)], dim=2)
         self.logger.experiment.add_image("val/predictions", drawn, self.global_step)

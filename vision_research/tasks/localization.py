@@ -1,11 +1,11 @@
-"""Classification + localisation of one object per image (Sermanet et al. 2014, OverFeat; SEEDS §4.1).
+"""Classification + localisation of one object per image (Sermanet et al. 2014, OverFeat; Géron ch. 14).
 
 The backbone's last stage, global-average-pooled, feeds two linear heads side by side: class scores (C) and
 a box of four sigmoid outputs (cx, cy, √w, √h) — the centre as fractions of the input's width and height,
 then the square roots of the box's width and height as fractions of the input's, so that a given error costs
-less on a large box than on a small one (Redmon et al. 2016, YOLO v1 §2.2; SEEDS §4.1). The sigmoid keeps
-every predicted box inside the input (the seeds' 003 variant leaves w, h unbounded; here objects never
-extend past the image).
+less on a large box than on a small one (Redmon et al. 2016, YOLO v1 §2.2; Géron ch. 14). The sigmoid keeps
+every predicted box inside the input (Géron's 3rd edition puts no activation on w, h, so its boxes can extend
+past the image; here objects never do).
 
 Loss: ``CE(class) + box_loss_weight · MSE(box)``, the MSE averaged over images and the four numbers;
 ``box_loss_weight`` defaults to 5, YOLO's λ_coord (Redmon et al. 2016 §2.2), because the box numbers live in
@@ -27,8 +27,10 @@ class is right AND whose box has IoU ≥ ``iou_threshold`` (0.5) with the truth.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,9 +38,12 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from torchvision.ops import box_area, box_iou
 
+from ..analysis.visualize import draw_boxes
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
+from ..geometry import boxes_to_original
 from ..models import create_model, freeze_unused_by_features
-from .base import VisionTask
+from .base import Prediction, VisionTask
 from .registry import register_task
 
 
@@ -62,7 +67,7 @@ def largest_objects(targets: list[dict[str, Tensor]], device: torch.device) -> O
 
 
 def encode_boxes(boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """xyxy pixels of an H×W input → (cx / W, cy / H, √(w / W), √(h / H)), the box head's targets (SEEDS §4.1)."""
+    """xyxy pixels of an H×W input → (cx / W, cy / H, √(w / W), √(h / H)), the box head's targets (Géron ch. 14)."""
     scale = boxes.new_tensor([size[1], size[0]])
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2 / scale
     extent = ((boxes[:, 2:] - boxes[:, :2]) / scale).clamp(min=0).sqrt()
@@ -112,6 +117,7 @@ class ObjectLocalizer(VisionTask):
     """
 
     monitor = "val/loc_acc"
+    prediction_columns = ("class", "probability", "x1", "y1", "x2", "y2")
     monitor_mode = "max"
 
     def __init__(
@@ -127,6 +133,8 @@ class ObjectLocalizer(VisionTask):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         class_names: list[str] | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
         if box_loss_weight < 0:
@@ -203,3 +211,20 @@ class ObjectLocalizer(VisionTask):
         logits, boxes = self(images)
         scores, labels = logits.softmax(dim=1).max(dim=1)
         return {"boxes": decode_boxes(boxes, tuple(images.shape[-2:])), "labels": labels, "scores": scores}
+
+    def predict_images(
+        self, images: Tensor, originals: Sequence[np.ndarray], image_ids: Sequence[int]
+    ) -> list[Prediction]:
+        """Per image: its class, the class's probability and its box in original pixels, and the image with the box
+        drawn."""
+        found = self.predict_step(images, 0)
+        predictions = []
+        for k, original in enumerate(originals):
+            height, width = original.shape[:2]
+            box = boxes_to_original(found["boxes"][k : k + 1], height, width, images.shape[-1])
+            label, score = found["labels"][k : k + 1], found["scores"][k : k + 1]
+            image = torch.from_numpy(original).permute(2, 0, 1)
+            drawing = draw_boxes(image, box, label, score, self.class_names).permute(1, 2, 0).numpy()
+            cells = [self.class_names[int(label)], f"{float(score):.4f}", *(f"{v:.1f}" for v in box[0].tolist())]
+            predictions.append(Prediction(row=cells, drawing=drawing))
+        return predictions

@@ -14,17 +14,35 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..analysis.visualize import denormalize, segmentation_panels
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
+from ..geometry import letterbox_geometry
 from ..heads.fcn import AuxiliaryHead, FCNHead
 from ..heads.stages import select_stages
 from ..metrics.segmentation import SegmentationMetrics
 from ..models import create_model, freeze_unused_by_features
-from .base import VisionTask
+from .base import Prediction, VisionTask
 from .registry import register_task
+
+
+def class_maps_at_original(logits: torch.Tensor, originals: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Class maps (uint8) at each original's resolution from letterboxed ``logits`` [N, C, S, S]: the padding cut
+    off, the scores resized bilinearly, then the argmax."""
+    maps = []
+    for scores, original in zip(logits, originals, strict=True):
+        height, width = original.shape[:2]
+        scale, pad_x, pad_y = letterbox_geometry(height, width, scores.shape[-1])
+        top, left = round(pad_y), round(pad_x)
+        content = scores[:, top : top + round(height * scale), left : left + round(width * scale)]
+        resized = F.interpolate(content[None].float(), size=(height, width), mode="bilinear", align_corners=False)
+        maps.append(resized[0].argmax(dim=0).to(torch.uint8).cpu().numpy())
+    return maps
 
 
 @register_task(name="segmentation")
@@ -52,6 +70,8 @@ class SemanticSegmenter(VisionTask):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
         log_images_every_n_epochs: int = 5,
         num_images_to_log: int = 4,
     ) -> None:
@@ -128,10 +148,15 @@ class SemanticSegmenter(VisionTask):
         images = batch[0] if isinstance(batch, list | tuple) else batch
         return self(images).argmax(dim=1)
 
+    def predict_images(
+        self, images: torch.Tensor, originals: Sequence[np.ndarray], image_ids: Sequence[int]
+    ) -> list[Prediction]:
+        """Per image: its class map at the original resolution."""
+        return [Prediction(mask=m) for m in class_maps_at_original(self(images), originals)]
+
     def _log_panels(self, batch: tuple[torch.Tensor, torch.Tensor], logits: torch.Tensor) -> None:
         count = self.hparams.num_images_to_log
         images, masks = batch[0][:count], batch[1][:count]
-        data = self.trainer.datamodule
-        pictures = denormalize(images, data.mean, data.std)
+        pictures = denormalize(images, self.hparams.mean, self.hparams.std)
         panels = segmentation_panels(pictures, masks, logits[:count].argmax(dim=1))
         self.logger.experiment.add_image("val/predictions", panels, self.global_step)

@@ -6,13 +6,12 @@ silently merge entries sharing one).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 
+from ...coco import check_unique_coco_ids, coco_box, coco_index
 from ...errors import DataError
 from ..annotations import AnnotationSet, ImageRecord, ObjectAnnotation, sanitize_box
 from .writing import ConversionReport, place_image, progress_over
@@ -60,42 +59,6 @@ def _check_coco(data: dict, path: Path) -> None:
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox):
             raise DataError(f"{where}: 'bbox' must be [x, y, width, height] numbers; got {bbox!r}")
-
-
-_COCO_ID_KINDS = {
-    "images": ("image", "file_name"),
-    "annotations": ("annotation", "image_id"),
-    "categories": ("category", "name"),
-}
-
-
-def check_unique_coco_ids(data: dict, where: str) -> None:
-    """``DataError`` naming the first id shared by two images, annotations or categories of ``data``.
-
-    pycocotools indexes each list by id, so a repeated id silently drops one entry and merges its boxes
-    into the other's (reading) or loses and doubles ground-truth boxes (evaluation).
-    """
-    for key, (kind, label) in _COCO_ID_KINDS.items():
-        first_of: dict = {}
-        for n, entry in enumerate(data.get(key, [])):
-            m = first_of.setdefault(entry.get("id"), n)
-            if m != n and entry.get("id") is not None:
-                first = data[key][m]
-                raise DataError(
-                    f"{where}: {kind} id {entry['id']!r} is used twice, by {key}[{m}] ({label} {first.get(label)!r}) "
-                    f"and {key}[{n}] ({label} {entry.get(label)!r}); give every {kind} its own id"
-                )
-
-
-def coco_index(data: dict):  # -> pycocotools.coco.COCO
-    """pycocotools' index over an already loaded instances dict, without its console chatter."""
-    from pycocotools.coco import COCO
-
-    coco = COCO()
-    coco.dataset = data
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
 
 
 def default_coco_image_dir(json_path: Path) -> Path:
@@ -160,13 +123,13 @@ def coco_dict(annotations: AnnotationSet, decimals: int = 3) -> dict:
             {"id": record.image_id, "file_name": record.file_name, "width": record.width, "height": record.height}
         )
         for obj in record.objects:
-            x1, y1, x2, y2 = obj.box
+            bbox, area = coco_box(obj.box, obj.area, decimals)
             ann = {
                 "id": len(anns) + 1,
                 "image_id": record.image_id,
                 "category_id": annotations.category_ids[annotations.label(obj.category)],
-                "bbox": [round(v, decimals) for v in (x1, y1, x2 - x1, y2 - y1)],
-                "area": round(obj.area if obj.area is not None else obj.box_area, decimals),
+                "bbox": bbox,
+                "area": area,
                 "iscrowd": int(obj.iscrowd),
             }
             if obj.segmentation is not None:

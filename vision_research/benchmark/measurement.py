@@ -1,4 +1,5 @@
-"""``vr benchmark``: throughput, step-time percentiles, GFLOPs and peak memory — ours next to a reference.
+"""Measuring ``vr benchmark``'s figures: each model built and prepared, its inference and training steps, their
+timing in alternating rounds and their peak memory, gathered into :class:`BenchmarkResult` records.
 
 The method follows timm's ``benchmark.py`` (warm-up, timed steps, a synchronised clock), made fit for comparing
 two implementations of one architecture:
@@ -27,87 +28,27 @@ two implementations of one architecture:
 from __future__ import annotations
 
 import contextlib
-import csv
 import itertools
 import os
-import platform
 import statistics
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .errors import ConfigError, close_matches, unknown_name_error
-from .speed import AUTOCAST_DTYPES, PRECISIONS, check_precision, resolve_precision, to_channels_last
+from ..errors import ConfigError
+from ..speed import AUTOCAST_DTYPES, to_channels_last
+from .references import check_library, check_reference, reference_model
+from .settings import OURS, BenchmarkSettings, expand_model_names
 
-OURS = "vision_research"
-LIBRARIES = ("torchvision", "timm")
-MODES = ("inference", "train", "both")
-DEVICES = ("cpu", "cuda")
-PRECISION_ALIASES = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
-GLOB_CHARACTERS = frozenset("*?[")
 MB = 1e6
 
 
-@dataclass(frozen=True)
-class BenchmarkSettings:
-    """What is measured and how; :meth:`resolved` checks the values and fills in ``auto`` and the defaults."""
-
-    batch_size: int = 32
-    img_size: int | None = None  # None: each model's default_cfg["input_size"]
-    num_classes: int = 1000
-    mode: str = "both"  # inference | train | both
-    precision: str = "auto"  # 32-true | bf16-mixed | 16-mixed | auto (aliases 32, bf16, 16)
-    channels_last: bool = True
-    compile: bool = False
-    warmup: int = 3
-    steps: int = 10
-    rounds: int = 3
-    threads: int | None = None  # None: leave torch's setting
-    device: str | None = None  # None: cuda if available, else cpu
-    seed: int = 0
-
-    def resolved(self) -> BenchmarkSettings:
-        """These settings checked, with device, precision and threads made concrete; else one ``ConfigError``."""
-        for name, minimum in (("batch_size", 1), ("num_classes", 1), ("warmup", 0), ("steps", 1), ("rounds", 1)):
-            _check_at_least(name, getattr(self, name), minimum)
-        for name in ("img_size", "threads"):
-            if getattr(self, name) is not None:
-                _check_at_least(name, getattr(self, name), 1)
-        if self.mode not in MODES:
-            raise ConfigError(f"mode {self.mode!r}: choose one of {', '.join(MODES)}")
-        device = resolve_device(self.device)
-        precision = PRECISION_ALIASES.get(str(self.precision), str(self.precision))
-        precision = check_precision(resolve_precision(precision, accelerator=device))
-        threads = self.threads or torch.get_num_threads()
-        return replace(self, device=device, precision=precision, threads=threads)
-
-    @property
-    def modes(self) -> tuple[str, ...]:
-        """The measured modes, inference first."""
-        return ("inference", "train") if self.mode == "both" else (self.mode,)
-
-
-def _check_at_least(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer ≥ {minimum}; got {value!r}")
-
-
-def resolve_device(device: str | None) -> str:
-    """``cpu`` or ``cuda``; None picks cuda when available; cuda without a GPU is a ``ConfigError``."""
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in DEVICES:
-        raise ConfigError(f"device {device!r}: choose one of {', '.join(DEVICES)}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda': no CUDA GPU is available here (use --device cpu)")
-    return device
+# --- results ----------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -175,96 +116,6 @@ def _rounded(value: float | None, digits: int = 3) -> float | str:
     return "" if value is None else round(value, digits)
 
 
-# --- model names and the reference implementations ------------------------------------------------------------
-
-
-def expand_model_names(patterns: Sequence[str]) -> list[str]:
-    """Model names from names and globs (``'resnet*'``, ``'timm:resnet1*'``), in order, without repeats."""
-    from .models.registry import MODELS, TIMM_PREFIX, list_models
-
-    names: list[str] = []
-    for pattern in patterns:
-        if GLOB_CHARACTERS & set(pattern):
-            matched = list_models(pattern)
-            if not matched:
-                raise ConfigError(f"no model matches '{pattern}' (see vr models)")
-            names.extend(matched)
-        elif pattern.startswith(TIMM_PREFIX):
-            _check_timm_name(pattern[len(TIMM_PREFIX) :])
-            names.append(pattern)
-        else:
-            MODELS.get(pattern)  # an unknown name raises, with close matches
-            names.append(pattern)
-    return list(dict.fromkeys(names))
-
-
-def _check_timm_name(name: str) -> None:
-    import timm
-
-    if not timm.is_model(name):
-        raise unknown_name_error("timm model", name, timm.list_models())
-
-
-# Our names that the reference library files under another name for the same network (same parameter count).
-REFERENCE_ALIASES = {"timm": {"xception": "legacy_xception", "mobilenet_v1": "mobilenetv1_100"}}
-
-
-def reference_name(name: str, library: str) -> str:
-    """The architecture's name in ``library``: ``timm:resnet18`` → ``resnet18``, and the aliases above
-    (``xception`` → timm's ``legacy_xception``, Chollet 2017 as ours)."""
-    from .models.registry import TIMM_PREFIX
-
-    name = name[len(TIMM_PREFIX) :] if name.startswith(TIMM_PREFIX) else name
-    return REFERENCE_ALIASES.get(library, {}).get(name, name)
-
-
-def reference_names(library: str) -> list[str]:
-    """The classification models ``library`` (torchvision or timm) can build."""
-    check_library(library)
-    if library == "torchvision":
-        import torchvision
-
-        return torchvision.models.list_models(module=torchvision.models)
-    import timm
-
-    return timm.list_models()
-
-
-def check_library(library: str) -> str:
-    """``library`` if ``--compare`` supports it, else a ``ConfigError``."""
-    if library not in LIBRARIES:
-        raise ConfigError(f"--compare {library!r}: choose one of {', '.join(LIBRARIES)}")
-    return library
-
-
-def check_reference(name: str, library: str) -> str:
-    """The reference architecture's name, or a ``ConfigError`` when ``library`` has no model of that name."""
-    ref = reference_name(name, library)
-    available = reference_names(library)
-    if ref not in available:
-        matches = close_matches(ref, available)
-        hint = f" Closest {library} names: {', '.join(matches)}." if matches else ""
-        ours = f" (for '{name}')" if ref != name else ""
-        raise ConfigError(f"--compare {library}: {library} has no model named '{ref}'{ours} to compare with.{hint}")
-    return ref
-
-
-def reference_model(name: str, library: str, num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
-    """The reference library's own implementation of architecture ``name``, randomly initialised."""
-    ref = check_reference(name, library)
-    if library == "torchvision":
-        import torchvision
-
-        if in_chans != 3:
-            raise ConfigError(f"--compare torchvision: torchvision models take 3 input channels, '{name}' {in_chans}")
-        with warnings.catch_warnings():  # googlenet / inception_v3: a notice about their future default init
-            warnings.filterwarnings("ignore", category=FutureWarning, module="torchvision")
-            return torchvision.models.get_model(ref, weights=None, num_classes=num_classes)
-    import timm
-
-    return timm.create_model(ref, pretrained=False, num_classes=num_classes, in_chans=in_chans)
-
-
 # --- building what is measured --------------------------------------------------------------------------------
 
 
@@ -285,9 +136,9 @@ def build_subject(
 ) -> Subject:
     """Build ``name`` (ours or the reference), count parameters and GFLOPs, then prepare it for ``settings``.
 
-    ``input_size`` (C, H, W) defaults to ours: its ``default_cfg`` with ``settings.img_size`` if given.
+    ``input_size`` (C, H, W) defaults to ours: its ``default_cfg`` with ``settings.image_size`` if given.
     """
-    from .models import count_parameters, create_model
+    from ..models import count_parameters, create_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
@@ -298,7 +149,7 @@ def build_subject(
             model = reference_model(name, implementation, settings.num_classes, in_chans=channels)
     if input_size is None:
         channels, height, width = model.default_cfg["input_size"]
-        size = settings.img_size
+        size = settings.image_size
         input_size = (channels, size or height, size or width)
     params = count_parameters(model)
     gflops = gflops_per_image(model, input_size, f"{name} ({implementation})")
@@ -307,7 +158,7 @@ def build_subject(
 
 def gflops_per_image(model: nn.Module, input_size: tuple[int, int, int], label: str = "the model") -> float:
     """GFLOPs (2 × multiply-adds) of one image of ``input_size``; a size the model cannot take is a ConfigError."""
-    from .analysis import model_summary
+    from ..analysis import model_summary
 
     try:
         return model_summary(model, input_size).total_flops / 1e9
@@ -602,154 +453,3 @@ def benchmark_models(
                 progress(f"benchmarking {name}" + (f" and {compare}'s" if compare else ""))
             results.extend(benchmark_model(name, settings, compare))
     return results
-
-
-# --- reports ----------------------------------------------------------------------------------------------------
-
-
-def device_name(device: str) -> str:
-    """The GPU's or the CPU's model name, for the report."""
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine()
-
-
-def settings_text(settings: BenchmarkSettings) -> str:
-    """One line that makes a pasted table self-describing (``settings`` resolved)."""
-    size = f"{settings.img_size}×{settings.img_size}" if settings.img_size else "each model's default"
-    return (
-        f"torch {torch.__version__} · {settings.device} ({device_name(settings.device)}) · "
-        f"threads {settings.threads} · precision {settings.precision} · "
-        f"channels-last {'on' if settings.channels_last else 'off'} · compile {'on' if settings.compile else 'off'} · "
-        f"batch {settings.batch_size} · size {size} · warmup {settings.warmup}, "
-        f"{settings.rounds} rounds × {settings.steps} steps"
-    )
-
-
-def table_rows(results: Sequence[BenchmarkResult], settings: BenchmarkSettings) -> tuple[list[str], list[list[str]]]:
-    """Header (two-line names) and rows of the report: one row per model and implementation, and a ratio row
-    after each compared pair."""
-    header = ["model", "implementation", "input", "params", "GFLOPs"]
-    short = {"inference": "infer", "train": "train"}
-    for mode in settings.modes:
-        header += [f"{short[mode]}\nimg/s", f"{short[mode]} step ms\np50/p90/p99", f"{short[mode]}\npeak MB"]
-    rows: list[list[str]] = []
-    pending_ratio: list[str] | None = None  # printed after the reference's row
-    for result in results:
-        row = [
-            result.model,
-            result.implementation,
-            "×".join(map(str, result.input_size)),
-            f"{result.params:,}",
-            f"{result.gflops:.3g}",
-        ]
-        for mode in settings.modes:
-            row += _measurement_cells(result.inference if mode == "inference" else result.train)
-        rows.append(row)
-        if pending_ratio is not None:
-            rows.append(pending_ratio)
-            pending_ratio = None
-        if result.reference:
-            pending_ratio = ["", f"ratio ours / {result.reference}", "", "", ""]
-            for mode in settings.modes:
-                ratio = result.infer_ratio if mode == "inference" else result.train_ratio
-                pending_ratio += [f"{ratio:.2f}×" if ratio is not None else "-", "", ""]
-    if pending_ratio is not None:
-        rows.append(pending_ratio)
-    return header, rows
-
-
-def _measurement_cells(measurement: Measurement | None) -> list[str]:
-    if measurement is None:
-        return ["-", "-", "-"]
-    m = measurement
-    memory = f"{m.peak_mem_mb:.1f}" if m.peak_mem_mb is not None else "-"
-    return [f"{m.img_per_s:.1f}", f"{m.p50_ms:.1f}/{m.p90_ms:.1f}/{m.p99_ms:.1f}", memory]
-
-
-def parameter_notes(results: Sequence[BenchmarkResult]) -> list[str]:
-    """A note for each comparison whose two implementations differ in parameter count."""
-    notes = []
-    for ours, reference in itertools.pairwise(results):
-        if ours.reference and ours.reference == reference.implementation and ours.params != reference.params:
-            notes.append(
-                f"note: {ours.model} has {ours.params:,} parameters here and {reference.params:,} in "
-                f"{reference.implementation} ({ours.params - reference.params:+,})"
-            )
-    return notes
-
-
-def rich_table(results: Sequence[BenchmarkResult], settings: BenchmarkSettings):
-    """The report as a ``rich`` table (numbers right-aligned)."""
-    from rich.table import Table
-
-    header, rows = table_rows(results, settings)
-    table = Table(title="vr benchmark", caption="GFLOPs: 2 × multiply-adds per image; step ms: one whole batch")
-    for column in header:
-        table.add_column(column, justify="left" if column in ("model", "implementation", "input") else "right")
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
-def write_csv(results: Sequence[BenchmarkResult], path: str | Path) -> Path:
-    """One row per (model, implementation) with every field; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [r.row() for r in results]
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]) if rows else ["model"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def markdown_table(results: Sequence[BenchmarkResult], settings: BenchmarkSettings) -> str:
-    """The settings line, then the report as a GitHub table."""
-    header, rows = table_rows(results, settings)
-    right = {i for i, column in enumerate(header) if column not in ("model", "implementation", "input")}
-    lines = [
-        settings_text(settings),
-        "",
-        "| " + " | ".join(h.replace("\n", " ") for h in header) + " |",
-        "|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|",
-    ]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    lines += ["", *parameter_notes(results)]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def write_markdown(results: Sequence[BenchmarkResult], settings: BenchmarkSettings, path: str | Path) -> Path:
-    """The settings line and the GitHub table in ``path``; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown_table(results, settings))
-    return path
-
-
-__all__ = [
-    "LIBRARIES",
-    "MODES",
-    "OURS",
-    "PRECISIONS",
-    "BenchmarkResult",
-    "BenchmarkSettings",
-    "BenchmarkStep",
-    "Measurement",
-    "benchmark_model",
-    "benchmark_models",
-    "build_subject",
-    "expand_model_names",
-    "inference_step",
-    "markdown_table",
-    "reference_model",
-    "rich_table",
-    "settings_text",
-    "train_step",
-    "write_csv",
-    "write_markdown",
-]

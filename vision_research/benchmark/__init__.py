@@ -1,0 +1,50 @@
+"""``vr benchmark``: throughput, step-time percentiles, GFLOPs and peak memory — ours next to a reference.
+
+One job per module, each importing only those before it: :mod:`.settings` (what is measured and how, checked),
+:mod:`.references` (torchvision's and timm's implementations), :mod:`.measurement` (building, stepping, timing and
+peak memory; the method is described there) and :mod:`.report` (the table, markdown and CSV).
+"""
+
+from ..speed import PRECISIONS
+from .measurement import (
+    BenchmarkResult,
+    BenchmarkStep,
+    Measurement,
+    benchmark_model,
+    benchmark_models,
+    build_subject,
+    inference_step,
+    step_peak_bytes,
+    synthetic_batch,
+    train_step,
+)
+from .references import reference_model
+from .report import markdown_table, parameter_notes, rich_table, settings_text, write_csv, write_markdown
+from .settings import LIBRARIES, MODES, OURS, PRECISION_ALIASES, BenchmarkSettings, expand_model_names
+
+__all__ = [
+    "LIBRARIES",
+    "MODES",
+    "OURS",
+    "PRECISIONS",
+    "PRECISION_ALIASES",
+    "BenchmarkResult",
+    "BenchmarkSettings",
+    "BenchmarkStep",
+    "Measurement",
+    "benchmark_model",
+    "benchmark_models",
+    "build_subject",
+    "expand_model_names",
+    "inference_step",
+    "markdown_table",
+    "parameter_notes",
+    "reference_model",
+    "rich_table",
+    "settings_text",
+    "step_peak_bytes",
+    "synthetic_batch",
+    "train_step",
+    "write_csv",
+    "write_markdown",
+]
