@@ -71,7 +71,6 @@ def main() -> None:
         for metric in task.modules():
             if hasattr(metric, "sync_on_compute"):
                 metric.sync_on_compute = metric._to_sync = False
-        task._sync_off = True  # detection builds its metric lazily: see below
     trainer = L.Trainer(
         accelerator="cpu",
         devices=int(devices),
@@ -81,15 +80,6 @@ def main() -> None:
         enable_model_summary=False,
         enable_checkpointing=False,
     )
-    if getattr(task, "_sync_off", False) and isinstance(task, YoloDetector):
-        original = task._coco_metric
-
-        def unsynced(stage):
-            metric = original(stage)
-            metric.sync_on_compute = metric._to_sync = False
-            return metric
-
-        task._coco_metric = unsynced
     (metrics,) = trainer.validate(task, datamodule=data, verbose=False)
     if trainer.global_rank == 0:
         with open(out, "w") as f:

@@ -1,4 +1,4 @@
-"""Analysis: model summaries, run comparison and visualisation."""
+"""Analysis: model summaries, run comparison, sliding-window localisation."""
 
 from .summary import LayerInfo, ModelSummary, model_summary
 

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..analysis.visualize import denormalize, draw_boxes
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
 from ..geometry import boxes_to_original, letterbox_geometry
@@ -39,6 +38,7 @@ from ..losses.yolo_loss import YoloAnchorLoss, YoloV1Loss
 from ..metrics.detection import COCO_STATS_NAMES, CocoMeanAveragePrecision, detections_to_coco
 from ..models import create_model, freeze_unused_by_features
 from ..registry import keyword_defaults
+from ..visualize import denormalize, draw_boxes
 from .base import Prediction, VisionTask
 from .contract import AnnotatedData
 from .registry import register_task

@@ -38,11 +38,11 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from torchvision.ops import box_area, box_iou
 
-from ..analysis.visualize import draw_boxes
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
 from ..geometry import boxes_to_original
 from ..models import create_model, freeze_unused_by_features
+from ..visualize import draw_boxes
 from .base import Prediction, VisionTask
 from .registry import register_task
 

@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.visualize import denormalize, segmentation_panels
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
 from ..geometry import letterbox_geometry
@@ -27,6 +26,7 @@ from ..heads.fcn import AuxiliaryHead, FCNHead
 from ..heads.stages import select_stages
 from ..metrics.segmentation import SegmentationMetrics
 from ..models import create_model, freeze_unused_by_features
+from ..visualize import denormalize, segmentation_panels
 from .base import Prediction, VisionTask
 from .registry import register_task
 

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import DataError
-from ...palette import voc_palette
+from ...visualize import voc_palette
 
 
 def save_mask_png(mask: np.ndarray, path: str | Path) -> None:

@@ -1,14 +1,30 @@
-"""Pictures for TensorBoard and ``vr predict``: class maps in the VOC palette, image | truth | prediction panels,
-labelled boxes drawn on an image."""
+"""Pictures for TensorBoard and ``vr predict``: the Pascal VOC colour map (also of the mask PNGs), class maps in it,
+image | truth | prediction panels, labelled boxes drawn on an image."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 from torchvision.utils import draw_bounding_boxes
 
-from ..palette import voc_palette
+
+@functools.cache
+def voc_palette() -> list[int]:
+    """The Pascal VOC colour map (bit-interleaved class index; 255 = ignore drawn in cream), 256 × (r, g, b)."""
+    palette = []
+    for index in range(256):
+        r = g = b = 0
+        c = index
+        for bit in range(8):
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        palette += [r, g, b]
+    palette[255 * 3 : 256 * 3] = [224, 224, 192]
+    return palette
 
 
 def colorize(class_map: torch.Tensor) -> torch.Tensor:
