@@ -1,5 +1,3 @@
 """Analysis: model summaries, run comparison, sliding-window localisation."""
 
 from .summary import LayerInfo, ModelSummary, model_summary
-
-__all__ = ["LayerInfo", "ModelSummary", "model_summary"]

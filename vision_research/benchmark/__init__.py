@@ -21,30 +21,3 @@ from .measurement import (
 from .references import reference_model
 from .report import markdown_table, parameter_notes, rich_table, settings_text, write_csv, write_markdown
 from .settings import LIBRARIES, MODES, OURS, PRECISION_ALIASES, BenchmarkSettings, expand_model_names
-
-__all__ = [
-    "LIBRARIES",
-    "MODES",
-    "OURS",
-    "PRECISIONS",
-    "PRECISION_ALIASES",
-    "BenchmarkResult",
-    "BenchmarkSettings",
-    "BenchmarkStep",
-    "Measurement",
-    "benchmark_model",
-    "benchmark_models",
-    "build_subject",
-    "expand_model_names",
-    "inference_step",
-    "markdown_table",
-    "parameter_notes",
-    "reference_model",
-    "rich_table",
-    "settings_text",
-    "step_peak_bytes",
-    "synthetic_batch",
-    "train_step",
-    "write_csv",
-    "write_markdown",
-]

@@ -3,5 +3,3 @@
 from .divergence import DivergenceGuard
 from .random_state import RandomStateCheckpoint
 from .throughput import TrainingThroughput
-
-__all__ = ["DivergenceGuard", "RandomStateCheckpoint", "TrainingThroughput"]

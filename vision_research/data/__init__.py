@@ -16,32 +16,3 @@ from .shapes import ShapesDataModule, generate_shapes
 from .transforms import build_classification_transforms, build_transforms
 from .voc_datamodule import VOCDataModule
 from .yolo_datamodule import YoloDataModule
-
-__all__ = [
-    "AnnotationSet",
-    "CocoDataModule",
-    "DataWarning",
-    "DigitsDataModule",
-    "ImageFolderDataModule",
-    "ImageRecord",
-    "MNISTDataModule",
-    "ObjectAnnotation",
-    "ShapesDataModule",
-    "VOCDataModule",
-    "YoloDataModule",
-    "boxes_to_original",
-    "build_classification_transforms",
-    "build_transforms",
-    "convert",
-    "create_datamodule",
-    "generate_shapes",
-    "list_datamodules",
-    "read_coco",
-    "read_idx",
-    "read_voc",
-    "read_yolo",
-    "register_datamodule",
-    "write_coco",
-    "write_voc",
-    "write_yolo",
-]

@@ -14,20 +14,3 @@ from .yolo_head import (
     shape_iou,
     v1_cell_boxes,
 )
-
-__all__ = [
-    "AuxiliaryHead",
-    "BilinearUpsample",
-    "FCNHead",
-    "YOLOV3_ANCHORS",
-    "MultiScaleYoloHead",
-    "YoloAnchorHead",
-    "YoloV1Head",
-    "decode_anchor_boxes",
-    "decode_anchors",
-    "decode_v1",
-    "kmeans_anchors",
-    "postprocess",
-    "shape_iou",
-    "v1_cell_boxes",
-]

@@ -44,20 +44,6 @@ from torchvision.ops import batched_nms, box_convert, box_iou, clip_boxes_to_ima
 from ..errors import ConfigError
 from ..models.layers import ConvNormAct
 
-__all__ = [
-    "YOLOV3_ANCHORS",
-    "MultiScaleYoloHead",
-    "YoloAnchorHead",
-    "YoloV1Head",
-    "decode_anchor_boxes",
-    "decode_anchors",
-    "decode_v1",
-    "kmeans_anchors",
-    "postprocess",
-    "shape_iou",
-    "v1_cell_boxes",
-]
-
 # The 9 COCO dimension clusters of YOLOv3 (Sec. 2.3), in pixels of a 416×416 input, finest scale first.
 YOLOV3_ANCHORS: list[list[tuple[float, float]]] = [
     [(10, 13), (16, 30), (33, 23)],

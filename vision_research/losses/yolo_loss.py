@@ -27,8 +27,6 @@ from torchvision.ops import box_convert, box_iou
 from ..errors import ConfigError
 from ..heads.yolo_head import decode_anchor_boxes, shape_iou, v1_cell_boxes
 
-__all__ = ["AnchorTargets", "YoloAnchorLoss", "YoloV1Loss", "flatten_targets"]
-
 CONFIDENCE_TARGETS = ("iou", "one")
 
 

@@ -10,15 +10,3 @@ from .detection import (
     voc_evaluate,
 )
 from .segmentation import SegmentationMetrics, scores_from_confusion
-
-__all__ = [
-    "COCO_BACKENDS",
-    "COCO_STATS_NAMES",
-    "CocoMeanAveragePrecision",
-    "SegmentationMetrics",
-    "coco_evaluate",
-    "detections_to_coco",
-    "scores_from_confusion",
-    "voc_ap",
-    "voc_evaluate",
-]

@@ -13,15 +13,3 @@ from .weights import LoadReport, load_pretrained
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
-
-__all__ = [
-    "Backbone",
-    "LoadReport",
-    "count_parameters",
-    "create_model",
-    "freeze_unused_by_features",
-    "list_models",
-    "load_pretrained",
-    "model_options",
-    "register_model",
-]

@@ -5,5 +5,3 @@ from .detection import YoloDetector
 from .localization import ObjectLocalizer
 from .registry import TASKS, register_task
 from .segmentation import SemanticSegmenter
-
-__all__ = ["TASKS", "ImageClassifier", "ObjectLocalizer", "SemanticSegmenter", "YoloDetector", "register_task"]
