@@ -30,11 +30,12 @@ from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher  # 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import DivergenceGuard, RandomStateCheckpoint, TrainingThroughput
+from .callbacks import BackboneFreeze, DivergenceGuard, RandomStateCheckpoint, TrainingThroughput
 from .checkpoints import AtomicCheckpointIO
 from .data import create_datamodule
 from .errors import ConfigError, RunDirectoryInUse, close_matches
 from .models import count_parameters
+from .models.hub import pretrained_class_names
 from .paths import check_can_create
 from .resume import check_resume_config, checkpoint_step, last_checkpoint
 from .speed import resolve_precision, speed_options
@@ -53,7 +54,8 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
 
 def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
     """The task named by ``cfg.task.name`` over the model of ``cfg.model``, given what the datamodule knows
-    (the task's ``options_from_data``: the ``tasks.contract.TaskData`` facts its constructor names, and more)."""
+    (the task's ``options_from_data``: the ``tasks.contract.TaskData`` facts its constructor names, and more); the
+    class names of ``torchvision:`` / ``timm:`` weights when the data gives none for as many classes."""
     task_options = _plain(cfg.task)
     name = task_options.pop("name")
     model_options = _plain(cfg.model)
@@ -69,7 +71,13 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.Lightnin
     }
     task_class = TASKS.get(name)
     TASKS.check_options(name, options)
-    return task_class(**task_class.options_from_data(options, datamodule))
+    options = task_class.options_from_data(options, datamodule)
+    # Published weights name their classes: a task with as many classes and no names from the data takes them.
+    if "class_names" in inspect.signature(task_class.__init__).parameters and not options.get("class_names"):
+        names = pretrained_class_names(pretrained)
+        if names and options.get("num_classes") == len(names):
+            options["class_names"] = names
+    return task_class(**options)
 
 
 def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> list[Callback]:
@@ -103,6 +111,8 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
         if not 0.0 < callbacks_cfg.ema_decay < 1.0:
             raise ConfigError(f"callbacks.ema_decay must be in (0, 1); got {callbacks_cfg.ema_decay}")
         callbacks.append(EMAWeightAveraging(decay=callbacks_cfg.ema_decay))
+    if callbacks_cfg.finetune.freeze_epochs > 0:
+        callbacks.append(BackboneFreeze(**_plain(callbacks_cfg.finetune)))
     if callbacks_cfg.lr_monitor and cfg.logger.tensorboard:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     bars = {"rich": RichProgressBar, "tqdm": TQDMProgressBar}

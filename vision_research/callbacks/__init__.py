@@ -1,5 +1,6 @@
 """Lightning callbacks of the framework (the ones Lightning itself has are used as they are)."""
 
 from .divergence import DivergenceGuard
+from .finetune import BackboneFreeze
 from .random_state import RandomStateCheckpoint
 from .throughput import TrainingThroughput

@@ -88,8 +88,10 @@ def create_model(
     """Build a registered model (or ``timm:<name>``).
 
     ``num_classes`` / ``in_chans`` default to the model's own (1000 / 3 for ImageNet models, 10 / 1 for
-    LeNet-5). ``pretrained`` is a local checkpoint path or a state dict — never a download; the head is
-    re-initialised when the class count differs and the first conv adapted when ``in_chans`` does.
+    LeNet-5). ``pretrained`` is a local checkpoint path (in this framework's layout), a state dict, or a tag of
+    published weights, ``torchvision:<WeightsEnum name>`` or ``timm:<model>.<tag>``, fetched into (or read from)
+    torch's / Hugging Face's cache (:mod:`vision_research.models.hub`); the head is re-initialised when the class
+    count differs and the first conv adapted when ``in_chans`` does.
     """
     sizes = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
     if name.startswith(TIMM_PREFIX):
@@ -99,7 +101,7 @@ def create_model(
     else:
         model = MODELS.build(name, **sizes, **kwargs)
     if pretrained is not None:
-        from .weights import load_pretrained
+        from .hub import load_weights
 
-        load_pretrained(model, pretrained)
+        load_weights(model, pretrained)
     return model

@@ -1,20 +1,19 @@
-"""What every task shares: local pretrained weights loaded when fitting starts, the optimizer and schedule, and
-the hook ``vr predict`` calls (``predict_images``)."""
+"""What every task shares: pretrained weights (a local file or a ``torchvision:`` / ``timm:`` tag) loaded when fitting
+starts, the optimizer and schedule, and the hook ``vr predict`` calls (``predict_images``)."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 from torch import Tensor, nn
 
-from ..models import load_pretrained
-from ..optim import build_optimizer, build_scheduler
+from ..models.hub import load_weights
+from ..optim import backbone_stages, build_optimizer, build_scheduler
 from .contract import TaskData, options_from
 
 
@@ -70,9 +69,13 @@ class VisionTask(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.pretrained and not self._pretrained_loaded:
-            path = Path(self.hparams.pretrained)
-            report = load_pretrained(self.pretrained_module(), path, self.hparams.pretrained_source)
-            self.print(f"pretrained weights from {path}: {report}")
+            pretrained, source = self.hparams.pretrained, self.hparams.pretrained_source
+            report, where = load_weights(self.pretrained_module(), pretrained, source)
+            message = f"pretrained weights from {where}: {report}"
+            if self._trainer is not None:
+                self.print(message)
+            else:  # set up by hand: Lightning's print needs a trainer
+                print(message)
             self._pretrained_loaded = True
 
     def _fresh_metrics(self, stage: str) -> None:
@@ -100,7 +103,11 @@ class VisionTask(L.LightningModule):
         return bool(every) and hasattr(experiment, "add_image") and self.current_epoch % every == 0
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self, **(self.hparams.optimizer or {}))
+        options = dict(self.hparams.optimizer or {})
+        if options.get("backbone_lr_mult", 1.0) != 1.0 or options.get("layer_decay") is not None:
+            backbone = self.pretrained_module()  # the backbone's layers get their own, named parameter groups
+            options.update(backbone=backbone, stages=backbone_stages(backbone))
+        optimizer = build_optimizer(self, **options)
         scheduler_cfg = dict(self.hparams.scheduler or {"name": "none"})
         scheduler = build_scheduler(
             optimizer, int(self.trainer.estimated_stepping_batches), int(self.trainer.max_epochs or 0), **scheduler_cfg

@@ -32,8 +32,9 @@ class ImageClassifier(VisionTask):
     """Classifier over a backbone given by name, so that ``load_from_checkpoint`` can rebuild it.
 
     ``optimizer`` / ``scheduler`` are the dicts described in :mod:`vision_research.optim`;
-    ``pretrained`` is a local checkpoint loaded when fitting starts (a different class count gets a new head),
-    laid out as ``pretrained_source`` says: native, torchvision or timm.
+    ``pretrained`` is loaded when fitting starts (a different class count gets a new head): a local checkpoint laid
+    out as ``pretrained_source`` says (native, torchvision or timm), or a tag, ``torchvision:<WeightsEnum name>`` or
+    ``timm:<model>.<tag>``, whose prefix is the source (:mod:`vision_research.models.hub`).
     """
 
     monitor = "val/acc1"
