@@ -71,6 +71,10 @@ commands:
   compare   compare the runs under folders (a sweep): groups by the overrides that differ, mean ± std over seeds,
             the difference to a baseline group with Welch's 95 % interval, curves.png, TensorBoard group means
             (vr compare runs/sweeps/<date> [--by key,key] [--metrics m,m] [--baseline key=value]; vr compare --help)
+  inspect   look inside a CNN, as PNGs: feature maps after chosen modules, the first conv's filters (and hand-made
+            edge/blur kernels with --image), Grad-CAM heat maps (vr inspect cam photo.jpg --model resnet18
+            [--target-layer layer4] [--class-index C]; vr inspect feature-maps IMAGE --ckpt last.ckpt [--layers a,b];
+            vr inspect --help)
 
 Run directories go to runs/ (TensorBoard: tensorboard --logdir runs)."""
 
@@ -648,6 +652,51 @@ def cmd_eval(args: list[str]) -> int:
     return 0
 
 
+def cmd_inspect(args: list[str]) -> int:
+    """``vr inspect feature-maps|filters|cam ...``: feature maps, first-layer filters, Grad-CAM heat maps as PNGs."""
+    parser = _argument_parser("vr inspect", "Look inside a CNN: feature maps, filters, Grad-CAM (PNG files).")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="{feature-maps,filters,cam}")
+    commands = {
+        "feature-maps": ("the first maps after each chosen module, one row per module", "maps.png"),
+        "filters": ("the first conv layer's kernels (and hand-made kernels applied to --image)", "filters.png"),
+        "cam": ("a Grad-CAM heat map over the image for the top class (or --class-index)", "cam.png"),
+    }
+    for action, (description, out) in commands.items():
+        sub = actions.add_parser(action, help=description, description=description)
+        if action != "filters":
+            sub.add_argument("image", help="the image to look at")
+        sub.add_argument("--model", default=None, help="a registered model (random weights unless --pretrained)")
+        sub.add_argument("--pretrained", default=None, help="weights for --model: a file or torchvision:/timm: tag")
+        sub.add_argument("--ckpt", default=None, help="a classification run's checkpoint (others: their backbone)")
+        sub.add_argument("--out", default=out, help=f"the PNG to write (default: {out})")
+    maps, filters, cam = (actions.choices[action] for action in commands)
+    maps.add_argument("--layers", default=None, help="comma-separated module names (default: the stages)")
+    maps.add_argument("--count", type=int, default=16, help="maps shown per module (default: 16)")
+    filters.add_argument("--image", default=None, help="also apply the hand-made kernels to this image (grey)")
+    cam.add_argument("--target-layer", default=None, help="the module Grad-CAM reads (default: the last stage)")
+    cam.add_argument("--class-index", type=int, default=None, help="the class to explain (default: the top one)")
+    options = parser.parse_args(args)
+
+    from .analysis import inspect
+
+    model, spec = inspect.load_model(options.model, options.ckpt, options.pretrained)
+    if options.action == "filters":
+        grey = inspect.load_grey(options.image) if options.image else None
+        figure = inspect.plot_filters(inspect.first_layer_filters(model), grey)
+    elif options.action == "feature-maps":
+        if options.count < 1:
+            raise ConfigError(f"vr inspect: --count must be at least 1; got {options.count}")
+        image = inspect.prepare_image(options.image, spec)[0]
+        layers = options.layers.split(",") if options.layers else None
+        figure = inspect.plot_feature_maps(inspect.feature_maps(model, image, layers, options.count))
+    else:
+        image, picture = inspect.prepare_image(options.image, spec)
+        heat, index = inspect.grad_cam(model, image, options.target_layer, options.class_index)
+        figure = inspect.plot_cam(picture, heat, f"Grad-CAM, class {index}")
+    print(f"{options.action}: {inspect.save_figure(figure, options.out)}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": cmd_train,
     "models": cmd_models,
@@ -657,6 +706,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "data": cmd_data,
     "benchmark": cmd_benchmark,
     "compare": cmd_compare,
+    "inspect": cmd_inspect,
 }
 
 
