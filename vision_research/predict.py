@@ -130,7 +130,7 @@ class Predictor:
         boxes = {"bboxes": np.zeros((0, 4)), "labels": np.zeros(0)} if self.task.preprocessing == "letterbox" else {}
         pixels = [self.transform(image=image, **boxes)["image"] for image in originals]
         batch = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)
-        return normalise(batch, self.task.hparams.mean, self.task.hparams.std).to(self.device), originals
+        return normalise(batch, *self.task.input_stats).to(self.device), originals
 
     @torch.no_grad()
     def __call__(self, files: Sequence[Path], first_id: int = 0) -> list[Prediction]:

@@ -159,3 +159,12 @@ def test_vr_predict_writes_the_top_five_classes_with_the_task_normalisation(tmp_
         top = task(image).softmax(dim=1).topk(5, dim=1)
     assert header == ["file", "top-5 class:probability"]
     assert row == ["a.png", *(f"{names[i]}:{p:.4f}" for p, i in zip(top.values[0], top.indices[0], strict=True))]
+
+
+def test_input_statistics_are_the_datas_else_imagenets_for_the_channel_count():
+    from vision_research.constants import dataset_stats
+
+    grey = ImageClassifier("lenet5", num_classes=10, in_chans=1)
+    assert grey.input_stats == dataset_stats("imagenet", 1) and len(grey.input_stats[0]) == 1
+    mnist = ImageClassifier("lenet5", num_classes=10, in_chans=1, mean=[0.1307], std=[0.3081])
+    assert mnist.input_stats == ((0.1307,), (0.3081,))

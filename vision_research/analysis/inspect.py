@@ -61,10 +61,7 @@ def load_model(
         cfg, task = load_task(ckpt)
         model = task.model if cfg.task.name == "classification" else task.pretrained_module()
         size = int(cfg.data.get("image_size") or cfg.data.get("scene_size") or model.default_cfg["input_size"][-1])
-        mean, std, channels = tuple(task.hparams.mean), tuple(task.hparams.std), int(task.hparams.in_chans)
-        if len(mean) != channels:  # a grey run may keep the RGB defaults in hparams; the model's own then apply
-            mean, std = tuple(model.default_cfg["mean"]), tuple(model.default_cfg["std"])
-        spec = InputSpec(channels, (size, size), mean, std)
+        spec = InputSpec(int(task.hparams.in_chans), (size, size), *task.input_stats)
     else:
         from ..models import create_model
 

@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 from torch import Tensor, nn
 
+from ..constants import dataset_stats
 from ..models.hub import load_weights
 from ..optim import backbone_stages, build_optimizer, build_scheduler
 from .contract import TaskData, options_from
@@ -54,6 +55,15 @@ class VisionTask(L.LightningModule):
     def pretrained_module(self) -> nn.Module:
         """The module the ``pretrained`` checkpoint is loaded into (the backbone)."""
         raise NotImplementedError
+
+    @property
+    def input_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The per-channel (mean, std) the task's inputs are normalised with: the data's (``mean`` / ``std`` hparams),
+        else ImageNet's fitted to ``in_chans`` (``constants.dataset_stats``: a task built without data, an old run)."""
+        mean, std = self.hparams.get("mean"), self.hparams.get("std")
+        if mean is None or std is None or len(mean) != self.hparams.in_chans:
+            return dataset_stats("imagenet", self.hparams.in_chans)
+        return tuple(mean), tuple(std)
 
     @property
     def class_names(self) -> list[str]:

@@ -20,7 +20,6 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
 from ..models import create_model
 from .base import Prediction, VisionTask
@@ -55,8 +54,8 @@ class ImageClassifier(VisionTask):
         label_smoothing: float = 0.0,
         aux_loss_weight: float = 0.3,
         class_names: list[str] | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
 from ..geometry import boxes_to_original, letterbox_geometry
 from ..heads.stages import select_stages
@@ -87,8 +86,8 @@ class YoloDetector(VisionTask):
         scheduler: dict[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
         category_ids: Sequence[int] | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         log_images_every_n_epochs: int = 5,
         num_images_to_log: int = 4,
     ) -> None:
@@ -258,6 +257,6 @@ class YoloDetector(VisionTask):
 
     def _log_drawings(self, images: Tensor, detections: list[dict[str, Tensor]]) -> None:
         count = self.hparams.num_images_to_log
-        pictures = denormalize(images[:count], self.hparams.mean, self.hparams.std)
+        pictures = denormalize(images[:count], *self.input_stats)
         drawn = torch.cat([self.draw(p, d) for p, d in zip(pictures, detections[:count], strict=True)], dim=2)
         self.logger.experiment.add_image("val/predictions", drawn, self.global_step)

@@ -38,7 +38,6 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from torchvision.ops import box_area, box_iou
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
 from ..geometry import boxes_to_original
 from ..models import create_model, freeze_unused_by_features
@@ -133,8 +132,8 @@ class ObjectLocalizer(VisionTask):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         class_names: list[str] | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if box_loss_weight < 0:

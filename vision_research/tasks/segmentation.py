@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
 from ..geometry import letterbox_geometry
 from ..heads.fcn import AuxiliaryHead, FCNHead
@@ -70,8 +69,8 @@ class SemanticSegmenter(VisionTask):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         log_images_every_n_epochs: int = 5,
         num_images_to_log: int = 4,
     ) -> None:
@@ -157,6 +156,6 @@ class SemanticSegmenter(VisionTask):
     def _log_panels(self, batch: tuple[torch.Tensor, torch.Tensor], logits: torch.Tensor) -> None:
         count = self.hparams.num_images_to_log
         images, masks = batch[0][:count], batch[1][:count]
-        pictures = denormalize(images, self.hparams.mean, self.hparams.std)
+        pictures = denormalize(images, *self.input_stats)
         panels = segmentation_panels(pictures, masks, logits[:count].argmax(dim=1))
         self.logger.experiment.add_image("val/predictions", panels, self.global_step)
