@@ -168,3 +168,13 @@ def test_input_statistics_are_the_datas_else_imagenets_for_the_channel_count():
     assert grey.input_stats == dataset_stats("imagenet", 1) and len(grey.input_stats[0]) == 1
     mnist = ImageClassifier("lenet5", num_classes=10, in_chans=1, mean=[0.1307], std=[0.3081])
     assert mnist.input_stats == ((0.1307,), (0.3081,))
+
+
+def test_a_task_without_predict_images_is_a_one_line_config_error():
+    from vision_research.tasks.base import VisionTask
+
+    class Bare(VisionTask):
+        monitor = "val/score"
+
+    with pytest.raises(ConfigError, match="Bare does not predict image files: give it a predict_images method"):
+        Bare().predict_images(torch.zeros(1, 3, 8, 8), [], [])

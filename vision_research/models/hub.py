@@ -45,12 +45,18 @@ def _one_line(err: BaseException, limit: int = 200) -> str:
 def torchvision_weights(name: str) -> Any:
     """The torchvision ``WeightsEnum`` member called ``name`` (``ResNet50_Weights.IMAGENET1K_V2``); an unknown name
     is a ``ConfigError`` suggesting close ones."""
-    from torchvision.models import get_model_weights, get_weight, list_models
+    from torchvision.models import get_weight
 
     try:
         return get_weight(name)
     except (KeyError, ValueError, AttributeError):
-        pass
+        raise _unknown_torchvision_weights(name) from None
+
+
+def _unknown_torchvision_weights(name: str) -> ConfigError:
+    """The error for an unknown weights name, with the close names of torchvision's registry."""
+    from torchvision.models import get_model_weights, list_models
+
     enums = {}
     for model in list_models():
         try:
@@ -72,7 +78,7 @@ def torchvision_weights(name: str) -> Any:
                 for e in close_matches(enum_name, enums)
             ]
         hint = f": did you mean {', '.join(close)}?" if close else ""
-    raise ConfigError(
+    return ConfigError(
         f"unknown torchvision weights '{name}'{hint} (torchvision.models.list_models() names the models, "
         "get_model_weights(<model>) their weights)"
     )

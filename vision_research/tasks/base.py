@@ -13,6 +13,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from ..constants import dataset_stats
+from ..errors import ConfigError
 from ..models.hub import load_weights
 from ..optim import backbone_stages, build_optimizer, build_scheduler
 from .contract import TaskData, options_from
@@ -75,7 +76,9 @@ class VisionTask(L.LightningModule):
     ) -> list[Prediction]:
         """What to write for each of ``images`` (the normalised inputs of the ``originals``, H×W×3 uint8 arrays);
         ``image_ids`` number them for COCO results."""
-        raise NotImplementedError(f"{type(self).__name__} does not predict image files")
+        raise ConfigError(
+            f"{type(self).__name__} does not predict image files: give it a predict_images method (tasks/base.py)"
+        )
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.pretrained and not self._pretrained_loaded:
