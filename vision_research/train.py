@@ -30,7 +30,7 @@ from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher  # 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import BackboneFreeze, DivergenceGuard, RandomStateCheckpoint, TrainingThroughput
+from .callbacks import BackboneFreeze, DivergenceGuard, FeatureCache, RandomStateCheckpoint, TrainingThroughput
 from .checkpoints import AtomicCheckpointIO
 from .data import create_datamodule
 from .errors import ConfigError, RunDirectoryInUse, close_matches
@@ -111,8 +111,18 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
         if not 0.0 < callbacks_cfg.ema_decay < 1.0:
             raise ConfigError(f"callbacks.ema_decay must be in (0, 1); got {callbacks_cfg.ema_decay}")
         callbacks.append(EMAWeightAveraging(decay=callbacks_cfg.ema_decay))
-    if callbacks_cfg.finetune.freeze_epochs > 0:
-        callbacks.append(BackboneFreeze(**_plain(callbacks_cfg.finetune)))
+    finetune = _plain(callbacks_cfg.finetune)
+    if finetune.pop("cache_features", False):
+        epochs = cfg.trainer.get("max_epochs")
+        if 0 < finetune["freeze_epochs"] < (epochs or 0) or finetune["unfreeze_from"] is not None:
+            raise ConfigError(
+                "callbacks.finetune.cache_features keeps the backbone frozen for the whole run, but freeze_epochs="
+                f"{finetune['freeze_epochs']} (trainer.max_epochs={epochs}) / unfreeze_from="
+                f"{finetune['unfreeze_from']} ask to unfreeze it: drop one of them"
+            )
+        callbacks.append(FeatureCache())
+    elif finetune["freeze_epochs"] > 0:
+        callbacks.append(BackboneFreeze(**finetune))
     if callbacks_cfg.lr_monitor and cfg.logger.tensorboard:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     bars = {"rich": RichProgressBar, "tqdm": TQDMProgressBar}

@@ -65,6 +65,17 @@ class VisionDataModule(L.LightningDataModule):
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.set_channel_stats(mean, std)
+        self._cached_features: dict[str, Dataset] = {}
+
+    @property
+    def augments_training(self) -> bool:
+        """Whether training images are augmented (random transforms in the dataset or ``augment_batch``)."""
+        return True
+
+    def use_cached_features(self, datasets: dict[str, Dataset]) -> None:
+        """Serve these splits' samples (features computed once, ``callbacks.feature_cache``) instead of images, their
+        batches passed on as they are; ``{}`` goes back to the images."""
+        self._cached_features = dict(datasets)
 
     def set_channel_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """Normalise with ``mean`` / ``std`` from now on (checked against ``in_chans``)."""
@@ -75,17 +86,19 @@ class VisionDataModule(L.LightningDataModule):
         """The dataset of ``split``, with training augmentation when ``train`` (None: when the split is train)."""
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = self.dataset(split, train)
+        cached = split in self._cached_features
+        dataset = self._cached_features[split] if cached else self.dataset(split, train)
+        workers = 0 if cached else self.num_workers  # features in memory: workers would only add start-up time
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             sampler=None if train else evaluation_sampler(dataset, self.trainer),
             drop_last=train and self.drop_last_train and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
             pin_memory=self.pin_memory,
-            collate_fn=self.collate_fn,
+            collate_fn=None if cached else self.collate_fn,
             # Each worker re-seeds its copy of an augmenting dataset's transform (loader.seed_worker_transform).
             worker_init_fn=seed_worker_transform if train and hasattr(dataset, "transform") else None,
         )
@@ -115,6 +128,8 @@ class VisionDataModule(L.LightningDataModule):
         return normalise(images, self.mean, self.std, self.augment_batch if train else None)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self._cached_features:
+            return batch
         images, targets = batch
         training = self.trainer is not None and self.trainer.training
         return self.normalise(images, train=training), self.prepare_targets(targets)

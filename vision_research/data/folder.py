@@ -200,10 +200,14 @@ class ImageFolderDataModule(VisionDataModule):
         self._read_splits()
         return {name: len(self.splits[name]) for name in SPLITS}
 
+    @property
+    def augments_training(self) -> bool:
+        return self.augment != "none"
+
     def dataset(self, split: str, train: bool | None = None) -> ImageFileDataset:
         self._read_splits()
         train = split == "train" if train is None else train
         # Drawn from torch's generator, so that seed_everything fixes the augmentations too.
-        seed = int(torch.randint(2**62, ()).item()) if train else None
+        seed = int(torch.randint(2**62, ()).item()) if train and self.augments_training else None
         transform = build_classification_transforms(self.image_size, train, self.augment, self.crop_ratio, seed)
         return ImageFileDataset(self.splits[split], transform, self.max_image_pixels)

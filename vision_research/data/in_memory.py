@@ -116,5 +116,9 @@ class InMemoryClassificationDataModule(VisionDataModule):
         self.setup()
         return TensorImageDataset(self.splits[split])
 
+    @property
+    def augments_training(self) -> bool:
+        return self.augment is not None
+
     def augment_batch(self, images: torch.Tensor) -> torch.Tensor:
         return self.augment(images) if self.augment is not None else images

@@ -81,15 +81,20 @@ class VisionTask(L.LightningModule):
         )
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.hparams.pretrained and not self._pretrained_loaded:
-            pretrained, source = self.hparams.pretrained, self.hparams.pretrained_source
-            report, where = load_weights(self.pretrained_module(), pretrained, source)
-            message = f"pretrained weights from {where}: {report}"
-            if self._trainer is not None:
-                self.print(message)
-            else:  # set up by hand: Lightning's print needs a trainer
-                print(message)
-            self._pretrained_loaded = True
+        if stage == "fit":
+            self.load_pretrained()
+
+    def load_pretrained(self) -> None:
+        """Load the ``pretrained`` weights into :meth:`pretrained_module`, once (fitting starts with it)."""
+        if not self.hparams.pretrained or self._pretrained_loaded:
+            return
+        report, where = load_weights(self.pretrained_module(), self.hparams.pretrained, self.hparams.pretrained_source)
+        message = f"pretrained weights from {where}: {report}"
+        if self._trainer is not None:
+            self.print(message)
+        else:  # set up by hand: Lightning's print needs a trainer
+            print(message)
+        self._pretrained_loaded = True
 
     def _fresh_metrics(self, stage: str) -> None:
         """New states for the ``<stage>_metrics``, made in the grad mode of the loop that is about to update them.
