@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -157,10 +158,13 @@ class MNISTDataModule(InMemoryClassificationDataModule):
         num_workers: int = 0,
         augment: dict[str, float] | None = None,
         eval_batch_size: int | None = None,
+        classes: Sequence[int] | None = None,
+        train_per_class: int | None = None,
     ) -> None:
         if dataset not in DATASETS:
             raise ConfigError(f"data.dataset={dataset!r}: choose mnist or fashion_mnist")
-        super().__init__(batch_size, num_workers, augment, eval_batch_size, *dataset_stats(dataset, self.in_chans))
+        stats = dataset_stats(dataset, self.in_chans)
+        super().__init__(batch_size, num_workers, augment, eval_batch_size, *stats, classes, train_per_class)
         if root is None and dataset != "mnist":
             raise ConfigError(f"{dataset} is not embedded: set data.root to a folder with its IDX files")
         self.root = Path(root).expanduser() if root is not None else None
@@ -173,7 +177,7 @@ class MNISTDataModule(InMemoryClassificationDataModule):
             raise ConfigError(f"data.image_size must be >= 8; got {image_size}")
         self.dataset_name, self.image_size_px, self.split_seed = dataset, image_size, split_seed
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.class_names = MNIST_CLASSES if dataset == "mnist" else FASHION_MNIST_CLASSES
+        self.all_class_names = MNIST_CLASSES if dataset == "mnist" else FASHION_MNIST_CLASSES
 
     def load_splits(self) -> dict[str, Split]:
         if self.root is None:
@@ -195,7 +199,7 @@ class MNISTDataModule(InMemoryClassificationDataModule):
 class DigitsDataModule(InMemoryClassificationDataModule):
     """scikit-learn's 1,797 8×8 digits (values 0..16), resized to ``image_size`` and split stratified."""
 
-    class_names = MNIST_CLASSES
+    all_class_names = MNIST_CLASSES
 
     def __init__(
         self,
@@ -207,8 +211,12 @@ class DigitsDataModule(InMemoryClassificationDataModule):
         num_workers: int = 0,
         augment: dict[str, float] | None = None,
         eval_batch_size: int | None = None,
+        classes: Sequence[int] | None = None,
+        train_per_class: int | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, augment, eval_batch_size)
+        super().__init__(
+            batch_size, num_workers, augment, eval_batch_size, classes=classes, train_per_class=train_per_class
+        )
         if image_size < 8:
             raise ConfigError(f"data.image_size must be >= 8 for the 8×8 digits; got {image_size}")
         self.image_size_px, self.split_seed = image_size, split_seed

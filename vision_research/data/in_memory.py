@@ -72,9 +72,14 @@ def pad_to(images: torch.Tensor, size: int) -> torch.Tensor:
 
 class InMemoryClassificationDataModule(VisionDataModule):
     """Train / val / test splits held as tensors; subclasses implement ``load_splits`` and give the per-channel
-    ``mean`` / ``std`` (``set_channel_stats`` when they come from the data). Every batch is kept in training."""
+    ``mean`` / ``std`` (``set_channel_stats`` when they come from the data). Every batch is kept in training.
 
-    class_names: tuple[str, ...]
+    For transfer experiments (Yosinski et al. 2014 split ImageNet's classes in two halves): ``classes`` keeps only
+    those classes (their indices in ``all_class_names``), numbered 0, 1, … in the order given; ``train_per_class``
+    keeps that many training images per class (a small labelled set, drawn with ``split_seed``; val and test whole).
+    """
+
+    all_class_names: tuple[str, ...]
     in_chans = 1
     drop_last_train = False
 
@@ -86,10 +91,18 @@ class InMemoryClassificationDataModule(VisionDataModule):
         eval_batch_size: int | None = None,
         mean: Sequence[float] = (0.0,),
         std: Sequence[float] = (1.0,),
+        classes: Sequence[int] | None = None,
+        train_per_class: int | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size or max(batch_size, 256), num_workers, None, mean, std)
         self.augment = RandomAffineBatch(**augment) if augment else None
         self.splits: dict[str, Split] | None = None
+        if classes is not None and (len(set(classes)) != len(classes) or not classes):
+            raise ConfigError(f"data.classes must list distinct class indices; got {list(classes)}")
+        if train_per_class is not None and train_per_class < 1:
+            raise ConfigError(f"data.train_per_class must be >= 1 or null; got {train_per_class}")
+        self.classes = None if classes is None else [int(c) for c in classes]
+        self.train_per_class = train_per_class
 
     @abstractmethod
     def load_splits(self) -> dict[str, Split]:
@@ -97,7 +110,41 @@ class InMemoryClassificationDataModule(VisionDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
-            self.splits = self.load_splits()
+            splits = self.load_splits()
+            if self.classes is not None:
+                splits = {name: self._keep_classes(split) for name, split in splits.items()}
+            if self.train_per_class is not None:
+                splits["train"] = self._few_per_class(splits["train"])
+            self.splits = splits
+
+    def _keep_classes(self, split: Split) -> Split:
+        unknown = [c for c in self.classes if not 0 <= c < len(self.all_class_names)]
+        if unknown:
+            raise ConfigError(f"data.classes: {unknown} not among the classes 0..{len(self.all_class_names) - 1}")
+        numbering = torch.full((len(self.all_class_names),), -1, dtype=torch.int64)
+        numbering[self.classes] = torch.arange(len(self.classes))
+        kept = numbering[split.labels] >= 0
+        return Split(split.images[kept], numbering[split.labels[kept]])
+
+    def _few_per_class(self, split: Split) -> Split:
+        rng = np.random.default_rng(self.split_seed)
+        chosen = []
+        for label in range(self.num_classes):
+            (indices,) = np.nonzero(split.labels.numpy() == label)
+            if len(indices) < self.train_per_class:
+                raise ConfigError(
+                    f"data.train_per_class={self.train_per_class}, but class {self.class_names[label]!r} has "
+                    f"{len(indices)} training images"
+                )
+            chosen.append(rng.choice(indices, self.train_per_class, replace=False))
+        keep = torch.from_numpy(np.sort(np.concatenate(chosen)))
+        return Split(split.images[keep], split.labels[keep])
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        if self.classes is None:
+            return self.all_class_names
+        return tuple(self.all_class_names[c] for c in self.classes)
 
     @property
     def num_classes(self) -> int:

@@ -174,18 +174,22 @@ def fetch_pretrained(tag: str) -> tuple[dict[str, torch.Tensor], str, str]:
 
 
 def load_weights(
-    model: nn.Module, pretrained: str | Path | Mapping[str, torch.Tensor], source: str = "native"
+    model: nn.Module,
+    pretrained: str | Path | Mapping[str, torch.Tensor],
+    source: str = "native",
+    new_classifier: bool = False,
 ) -> tuple[LoadReport, str]:
     """Load a local file, a state dict or a tag into ``model`` (the tag's prefix is its source; ``source`` is for
-    the others); returns what ``load_pretrained`` did and where the weights came from."""
+    the others); returns what ``load_pretrained`` did (``new_classifier``: see there) and where the weights came
+    from."""
     implied = tag_source(pretrained)
     if implied is None:
         where = "the state dict given" if isinstance(pretrained, Mapping) else str(pretrained)
-        return load_pretrained(model, pretrained, source), where
+        return load_pretrained(model, pretrained, source, new_classifier), where
     if source not in ("native", implied):
         raise ConfigError(f"pretrained={pretrained} holds {implied} weights, not pretrained_source={source}")
     state, implied, where = fetch_pretrained(str(pretrained))
-    return load_pretrained(model, state, implied), f"{pretrained} ({where})"
+    return load_pretrained(model, state, implied, new_classifier), f"{pretrained} ({where})"
 
 
 def pretrained_class_names(tag: Any) -> list[str] | None:

@@ -136,12 +136,16 @@ def map_by_position(
 
 
 def load_pretrained(
-    model: nn.Module, path_or_state_dict: str | Path | Mapping[str, torch.Tensor], source: str = "native"
+    model: nn.Module,
+    path_or_state_dict: str | Path | Mapping[str, torch.Tensor],
+    source: str = "native",
+    new_classifier: bool = False,
 ) -> LoadReport:
     """Copy matching weights from a local file or state dict into ``model`` in place and report what happened.
 
     ``source`` says whose layout the weights follow: ``native`` (this framework's, or a Lightning checkpoint
-    of it), ``torchvision`` or ``timm``.
+    of it), ``torchvision`` or ``timm``. The classifier keeps its fresh weights for another class count, and with
+    ``new_classifier`` also for the same count (another label set).
     """
     if source not in SOURCES:
         raise ConfigError(f"source={source!r}: choose one of {', '.join(SOURCES)}")
@@ -166,7 +170,9 @@ def load_pretrained(
             report.missing.append(key)
             continue
         src = checkpoint[plain]
-        if src.shape == value.shape:
+        if new_classifier and heads and plain.startswith(heads):
+            report.reinitialised.append(key)
+        elif src.shape == value.shape:
             new_state[key] = src.to(value.dtype)
             report.mapped.append(key)
         elif first_conv and plain == f"{first_conv}.weight" and src.shape[0] == value.shape[0]:

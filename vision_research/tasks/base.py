@@ -88,7 +88,11 @@ class VisionTask(L.LightningModule):
         """Load the ``pretrained`` weights into :meth:`pretrained_module`, once (fitting starts with it)."""
         if not self.hparams.pretrained or self._pretrained_loaded:
             return
-        report, where = load_weights(self.pretrained_module(), self.hparams.pretrained, self.hparams.pretrained_source)
+        hparams = self.hparams
+        new_classifier = hparams.get("new_classifier", False)
+        report, where = load_weights(
+            self.pretrained_module(), hparams.pretrained, hparams.pretrained_source, new_classifier
+        )
         message = f"pretrained weights from {where}: {report}"
         if self._trainer is not None:
             self.print(message)

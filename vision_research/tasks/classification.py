@@ -33,7 +33,8 @@ class ImageClassifier(VisionTask):
     ``optimizer`` / ``scheduler`` are the dicts described in :mod:`vision_research.optim`;
     ``pretrained`` is loaded when fitting starts (a different class count gets a new head): a local checkpoint laid
     out as ``pretrained_source`` says (native, torchvision or timm), or a tag, ``torchvision:<WeightsEnum name>`` or
-    ``timm:<model>.<tag>``, whose prefix is the source (:mod:`vision_research.models.hub`).
+    ``timm:<model>.<tag>``, whose prefix is the source (:mod:`vision_research.models.hub`); ``new_classifier`` gives a
+    fresh classifier also for as many classes (another label set).
     """
 
     monitor = "val/acc1"
@@ -50,6 +51,7 @@ class ImageClassifier(VisionTask):
         model_options: dict[str, Any] | None = None,
         pretrained: str | None = None,
         pretrained_source: str = "native",
+        new_classifier: bool = False,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
