@@ -105,3 +105,69 @@ def test_fine_tuning_a_pretrained_backbone_on_other_classes_beats_a_random_one(p
     assert torch.equal(recorder.start["layer3.2.conv2.weight"], source["model.layer3.2.conv2.weight"])
     assert not torch.equal(recorder.start["fc.weight"], source["model.fc.weight"])
     assert accuracy > random_accuracy + 0.1, (accuracy, random_accuracy)
+
+
+def compose_train(overrides: list[str]) -> Any:
+    from hydra import compose, initialize_config_dir
+
+    from vision_research.cli import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def test_finetune_folder_fine_tunes_a_pretrained_file_on_a_folder_per_class(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from vision_research.models import create_model
+    from vision_research.train import train
+
+    rng = np.random.default_rng(0)
+    for index, colour in enumerate(("red", "green", "blue")):
+        (tmp_path / "images" / colour).mkdir(parents=True)
+        for number in range(10):
+            pixels = rng.integers(0, 60, (40, 48, 3), dtype=np.uint8)
+            pixels[..., index] += 150
+            Image.fromarray(pixels).save(tmp_path / "images" / colour / f"{number}.png")
+    weights = tmp_path / "resnet18.pt"
+    torch.save(create_model("resnet18", num_classes=1000).state_dict(), weights)
+    cfg = compose_train(
+        [
+            "experiment=finetune_folder",
+            f"data.root={tmp_path / 'images'}",
+            f"model.pretrained={weights}",
+            "data.image_size=32",
+            "data.batch_size=8",
+            "data.val_fraction=0.2",
+            "data.test_fraction=0.2",
+            "trainer.max_epochs=2",
+            "callbacks.finetune.freeze_epochs=1",
+            "callbacks.progress_bar=none",
+            "logger.tensorboard=false",
+        ]
+    )
+    summary = train(cfg, tmp_path / "run")
+    assert summary["epochs"] == 2 and summary["global_step"] == 2 * 2  # 18 training images, batches of 8
+    assert {"test/acc1", "best/val/acc1"} <= set(summary["metrics"])
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert state["model.fc.weight"].shape == (3, 512)
+
+
+@pytest.mark.parametrize("name", ["v1", "v2", "v3", "vgg16"])
+def test_the_histology_recipe_models_compose_at_the_books_150_pixels(name, tmp_path):
+    from vision_research.train import build_task
+
+    (tmp_path / "01_TUMOR").mkdir()
+    (tmp_path / "02_STROMA").mkdir()
+    cfg = compose_train(
+        ["data=image_folder", f"data.root={tmp_path}", "data.image_size=150", "model=michelucci_histology"]
+        + [f"model.name=michelucci_histology_{name}", "data.scan_images=false"]
+    )
+
+    class Data:  # what the task learns from the data (tasks.contract.TaskData), without images to read
+        num_classes, in_chans, class_names = 8, 3, [f"class{i}" for i in range(8)]
+        mean, std, image_size = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), (150, 150)
+
+    task = build_task(cfg, Data())
+    assert task.model(torch.zeros(1, 3, 150, 150)).shape == (1, 8)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from vision_research.callbacks import BackboneFreeze, FeatureCache
+from vision_research.callbacks import BackboneFreeze, FeatureCache, TrainingThroughput
 from vision_research.data import create_datamodule
 from vision_research.errors import ConfigError
 from vision_research.tasks import ImageClassifier
@@ -52,7 +52,7 @@ def fit(*callbacks: Callback, augment: dict | None = None) -> tuple[ImageClassif
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[*callbacks, recorder],
+        callbacks=[*callbacks, TrainingThroughput(), recorder],  # its FLOP count must not wake frozen norms
     )
     trainer.fit(task, datamodule=datamodule)
     return task, recorder, trainer

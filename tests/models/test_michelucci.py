@@ -102,7 +102,7 @@ def test_reset_classifier_changes_the_output_size(name):
     model = create_model(name).eval()
     model.reset_classifier(5)
     assert model.num_classes == model.default_cfg["num_classes"] == 5
-    assert model.get_classifier() is model.fc
+    assert model.get_classifier() is model.head and model.head[-1].out_features == 5
     with torch.no_grad():
         assert model(torch.randn(1, in_chans, size, size)).shape == (1, 5)
 
@@ -137,3 +137,12 @@ def test_histology_vgg16_base_loads_from_our_vgg16():
     report = load_pretrained(dogs, vgg16.state_dict(), source="torchvision")
     assert len(report.mapped) == 26 and not report.reinitialised
     torch.testing.assert_close(dogs.features[28].weight, vgg16.features[28].weight)
+
+
+def test_the_whole_dense_head_is_what_a_frozen_base_leaves_to_train():
+    from vision_research.optim import backbone_layers, backbone_stages
+
+    model = create_model("michelucci_histology_vgg16")
+    head = {name for name, _ in backbone_layers(model, backbone_stages(model))["head"]}
+    assert head == {f"head.{name}" for name, _ in model.head.named_parameters()}
+    assert len(head) == 4  # the 1,024-unit hidden layer and the output layer, weights and biases

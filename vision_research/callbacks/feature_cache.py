@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..errors import ConfigError
+from ..models.base import evaluating
 
 CACHED_SPLITS = ("train", "val")
 
@@ -40,7 +41,7 @@ def extract_features(
     backbone: nn.Module, dataset: Dataset, datamodule: L.LightningDataModule, device: torch.device
 ) -> TensorDataset:
     """(classifier inputs [N, D] float32 on the CPU, targets) of every sample of ``dataset`` in its order, the images
-    normalised by ``datamodule``; the backbone runs in eval mode and is put back in the mode it was in."""
+    normalised by ``datamodule``; the backbone runs in eval mode and is put back in the modes it was in."""
     classifier = classifier_of(backbone)
     captured: list[torch.Tensor] = []
     handle = classifier.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].float().cpu()))
@@ -51,16 +52,14 @@ def extract_features(
         collate_fn=datamodule.collate_fn,
         generator=torch.Generator(),  # not torch's default one: the training run's random stream stays the same
     )
-    training = backbone.training
     targets = []
     try:
-        backbone.eval()
-        for images, labels in loader:
-            backbone(datamodule.normalise(images.to(device)))
-            targets.append(datamodule.prepare_targets(labels))
+        with evaluating(backbone):
+            for images, labels in loader:
+                backbone(datamodule.normalise(images.to(device)))
+                targets.append(datamodule.prepare_targets(labels))
     finally:
         handle.remove()
-        backbone.train(training)
     return TensorDataset(torch.cat(captured), torch.cat(targets))
 
 

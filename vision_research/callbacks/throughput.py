@@ -16,6 +16,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..models.base import evaluating
+
 
 def batch_images(batch: Any) -> torch.Tensor:
     """The image tensor of a batch: the batch itself or its first element (``(images, targets)``)."""
@@ -23,16 +25,11 @@ def batch_images(batch: Any) -> torch.Tensor:
 
 
 def forward_gflops(module: torch.nn.Module, image: torch.Tensor) -> float:
-    """GFLOPs of ``module``'s inference forward on one image (C, H, W); the module's mode is restored.
+    """GFLOPs of ``module``'s inference forward on one image (C, H, W); each sub-module's mode is restored.
 
     ``forward`` is called directly, so a module compiled in place (``speed.torch_compile``) is counted uncompiled."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            module.forward(image.unsqueeze(0).float())
-    finally:
-        module.train(was_training)
+    with evaluating(module), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module.forward(image.unsqueeze(0).float())
     return counter.get_total_flops() / 1e9
 
 

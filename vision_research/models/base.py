@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -86,20 +88,31 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode inside the block; afterwards every sub-module is back in its own mode (a frozen
+    backbone's batch norms held in eval mode during training stay there, which ``module.train(mode)`` would undo)."""
+    modes = [(sub, sub.training) for sub in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for sub, training in modes:
+            sub.training = training
+
+
 def freeze_unused_by_features(model: nn.Module, in_chans: int, size: int = 64) -> list[str]:
     """Stop training the parameters that ``forward_features`` does not use (the classifier, auxiliary heads).
 
     A backbone under a segmentation or detection head only runs its stages; parameters left out would get
     no gradient, which DDP reports as an error and weight decay would still shrink. Returns their names.
     """
-    was_training = model.training
-    model.eval()  # no batch-norm statistics are updated by the probe
-    features = model.forward_features(torch.zeros(2, in_chans, size, size))
-    sum(f.float().sum() for f in features).backward()
+    with evaluating(model):  # no batch-norm statistics are updated by the probe
+        features = model.forward_features(torch.zeros(2, in_chans, size, size))
+        sum(f.float().sum() for f in features).backward()
     unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     for name, parameter in model.named_parameters():
         parameter.grad = None
         if name in unused:
             parameter.requires_grad_(False)
-    model.train(was_training)
     return unused

@@ -45,6 +45,10 @@ Choices made to reproduce Keras (the book's listings and notebooks):
 - Initialisation: Keras' defaults (Glorot-uniform kernels, zero biases) for every layer this file builds;
   the VGG-16 base keeps ``vgg.VGG``'s (He normal), as it is meant to be loaded from a trained ``vgg16``.
 - ``image_size`` (default: the book's) sets the flatten size of the flatten heads and ``default_cfg``.
+- The dense head (pool, flatten, hidden layers, output layer) is one module, ``head``, the classifier
+  ``default_cfg`` names: freezing the backbone (``callbacks.finetune``) and cached features train all of it, as the
+  book trains its dense layers on a frozen VGG-16 base (ch. 4; ch. 8, v4); ``reset_classifier`` renews the output
+  layer only.
 
 The VGG-16 conv base is ``vgg.VGG``'s ``features`` (config D), with its module names, so a ``vgg16``
 checkpoint (ours or torchvision's, ImageNet-trained) loads into it by name; ``remap_state_dict`` keeps only the
@@ -186,17 +190,16 @@ class MichelucciCNN(Backbone):
         chs = self.feature_info[-1]["num_chs"]
         self.flat_features = chs * side * side if head.pool == "flatten" else chs
         pool = {"flatten": nn.Identity(), "avg": nn.AdaptiveAvgPool2d(1), "max": nn.AdaptiveMaxPool2d(1)}
-        hidden: list[nn.Module] = [pool[head.pool], nn.Flatten()]
+        layers: list[nn.Module] = [pool[head.pool], nn.Flatten()]
         width = self.flat_features
         for out, rate in head.hidden:
-            hidden += [nn.Linear(width, out), nn.ReLU()] + ([nn.Dropout(rate)] if rate else [])
+            layers += [nn.Linear(width, out), nn.ReLU()] + ([nn.Dropout(rate)] if rate else [])
             width = out
-        self.hidden = nn.Sequential(*hidden)
-        self.fc = nn.Linear(width, num_classes)
-        self.hidden.apply(_keras_init)
-        _keras_init(self.fc)
+        # The whole dense head is the classifier: what the book trains on a frozen base (ch. 4, ch. 8 v4).
+        self.head = nn.Sequential(*layers, nn.Linear(width, num_classes))
+        self.head.apply(_keras_init)
         self.default_cfg = default_cfg(
-            (in_chans, image_size, image_size), *dataset_stats(stats, in_chans), num_classes, "features.0", "fc"
+            (in_chans, image_size, image_size), *dataset_stats(stats, in_chans), num_classes, "features.0", "head"
         )
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -210,11 +213,13 @@ class MichelucciCNN(Backbone):
                 f"this model was built for {size}×{size} inputs (flatten of {self.flat_features}); got last-stage "
                 f"maps {tuple(last.shape[1:])}. Build it with image_size=<your size>."
             )
-        return self.fc(self.hidden(last))
+        return self.head(last)
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.fc.in_features, num_classes).to(self.fc.weight.device)
-        _keras_init(self.fc)
+        """A fresh output layer with ``num_classes`` units (the hidden dense layers kept)."""
+        old = self.head[-1]
+        self.head[-1] = nn.Linear(old.in_features, num_classes).to(old.weight.device)
+        _keras_init(self.head[-1])
         self.num_classes = self.default_cfg["num_classes"] = num_classes
 
     def remap_state_dict(self, state_dict: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor] | None:
