@@ -75,6 +75,11 @@ commands:
             edge/blur kernels with --image), Grad-CAM heat maps (vr inspect cam photo.jpg --model resnet18
             [--target-layer layer4] [--class-index C]; vr inspect feature-maps IMAGE --ckpt last.ckpt [--layers a,b];
             vr inspect --help)
+  dream     DeepDream: amplify what chosen layers see in an image, as a PNG (vr dream photo.jpg --layer inception4c
+            [--model googlenet --pretrained TAG] [--octaves 3] [--steps 10] --out dream.png; vr dream --help)
+  style     neural style transfer (Gatys et al.), as a PNG (vr style content.jpg style.jpg --out result.png
+            [--pretrained torchvision:VGG19_Weights.IMAGENET1K_V1] [--size 256] [--optimizer lbfgs|adam];
+            vr style --help)
 
 Run directories go to runs/ (TensorBoard: tensorboard --logdir runs)."""
 
@@ -697,6 +702,119 @@ def cmd_inspect(args: list[str]) -> int:
     return 0
 
 
+def _seeded(seed: int):
+    """Seed torch's global generator (a model's random weights) and return a generator of its own for the rest."""
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _note_random_weights(command: str, model: str, pretrained: str | None, example: str) -> None:
+    """Say on stderr that ``model`` ran with random weights when no ``pretrained`` weights were given."""
+    if pretrained is None:
+        print(
+            f"vr {command}: note: {model} had random weights (no --pretrained); the picture needs ImageNet weights "
+            f"to look like anything (e.g. --pretrained {example})",
+            file=sys.stderr,
+        )
+
+
+def cmd_dream(args: list[str]) -> int:
+    """``vr dream IMAGE --layer NAME[,NAME] ...``: DeepDream (Mordvintsev et al. 2015) written as a PNG."""
+    parser = _argument_parser("vr dream", "DeepDream: amplify what chosen layers see in an image (a PNG).")
+    parser.add_argument("image", help="the image to dream on")
+    parser.add_argument("--layer", default=None, help="comma-separated module names (default: the middle stage)")
+    parser.add_argument("--model", default=None, help="a registered model (default: googlenet, an Inception)")
+    parser.add_argument("--pretrained", default=None, help="weights for --model: a file or torchvision:/timm: tag")
+    parser.add_argument("--ckpt", default=None, help="a classification run's checkpoint (others: their backbone)")
+    parser.add_argument("--size", type=int, default=None, help="the longer side in pixels (default: the model's)")
+    parser.add_argument("--octaves", type=int, default=3, help="scales processed, smallest first (default: 3)")
+    parser.add_argument("--octave-scale", type=float, default=1.4, help="size ratio of two octaves (default: 1.4)")
+    parser.add_argument("--steps", type=int, default=10, help="gradient-ascent steps per octave (default: 10)")
+    parser.add_argument("--step-size", type=float, default=0.02, help="mean pixel change per step (default: 0.02)")
+    parser.add_argument("--jitter", type=int, default=32, help="largest random shift in pixels (default: 32)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the jitter and random weights (default: 0)")
+    parser.add_argument("--out", default="dream.png", help="the PNG to write (default: dream.png)")
+    options = parser.parse_args(args)
+
+    from .analysis import inspect
+    from .analysis.dream import deep_dream
+
+    generator = _seeded(options.seed)
+    name = options.model or (None if options.ckpt else "googlenet")
+    model, spec = inspect.load_model(name, options.ckpt, options.pretrained)
+    stages = inspect.stage_layers(model)
+    layers = options.layer.split(",") if options.layer else [stages[len(stages) // 2]]
+    if options.size is not None and options.size < 1:
+        raise ConfigError(f"vr dream: --size must be at least 1; got {options.size}")
+    image = inspect.prepare_image(options.image, spec, options.size or max(spec.size))[0]
+    dreamed = deep_dream(
+        model,
+        image,
+        layers,
+        options.octaves,
+        options.octave_scale,
+        options.steps,
+        options.step_size,
+        options.jitter,
+        generator,
+        inspect.pixel_bounds(spec),
+    )
+    print(f"dream: {inspect.save_image(dreamed, spec, options.out)}")
+    if name is not None:
+        _note_random_weights("dream", name, options.pretrained, "torchvision:GoogLeNet_Weights.IMAGENET1K_V1")
+    return 0
+
+
+def cmd_style(args: list[str]) -> int:
+    """``vr style CONTENT STYLE --out result.png ...``: neural style transfer (Gatys et al. 2016) written as a PNG."""
+    parser = _argument_parser("vr style", "Neural style transfer (Gatys et al. 2016): CONTENT in STYLE (a PNG).")
+    parser.add_argument("content", help="the image whose content is kept")
+    parser.add_argument("style", help="the image whose style is taken")
+    parser.add_argument("--out", default="style.png", help="the PNG to write (default: style.png)")
+    parser.add_argument("--size", type=int, default=256, help="longer side of both images in pixels (default: 256)")
+    parser.add_argument("--steps", type=int, default=300, help="optimisation steps (default: 300)")
+    parser.add_argument("--optimizer", default="lbfgs", help="lbfgs (the paper's, default) or adam")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: adam 0.1, lbfgs 1)")
+    parser.add_argument("--content-weight", type=float, default=1.0, help="α of eq. 7 (default: 1)")
+    parser.add_argument("--style-weight", type=float, default=1e6, help="β of eq. 7 (default: 1e6)")
+    parser.add_argument("--tv-weight", type=float, default=0.0, help="total-variation weight (default: 0)")
+    parser.add_argument("--model", default="vgg19", help="a registered model (default: vgg19, the paper's)")
+    parser.add_argument("--pretrained", default=None, help="weights for --model: a file or torchvision:/timm: tag")
+    parser.add_argument(
+        "--style-layers",
+        default=None,
+        help="comma-separated (VGG: conv1_1,conv2_1,conv3_1,conv4_1,conv5_1; others: their stages, by module name)",
+    )
+    parser.add_argument("--content-layer", default=None, help="(VGG: conv5_2; others: the last stage)")
+    parser.add_argument("--pooling", default=None, help="VGG's pooling: avg (the paper's, default) or max")
+    parser.add_argument("--init", default="content", help="the starting image: content (default) or noise")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the noise and random weights (default: 0)")
+    options = parser.parse_args(args)
+
+    from .analysis import inspect
+    from .analysis.style import StyleFeatures, StyleTransferLoss, style_transfer
+
+    if options.size < 1:
+        raise ConfigError(f"vr style: --size must be at least 1; got {options.size}")
+    generator = _seeded(options.seed)
+    model, spec = inspect.load_model(options.model, pretrained=options.pretrained)
+    style_layers = options.style_layers.split(",") if options.style_layers else None
+    features = StyleFeatures(model, style_layers, options.content_layer, options.pooling)
+    content = inspect.prepare_image(options.content, spec, options.size)[0]
+    style = inspect.prepare_image(options.style, spec, options.size)[0]
+    weights = (options.content_weight, options.style_weight, options.tv_weight)
+    loss = StyleTransferLoss(features, content, style, *weights)
+    bounds = inspect.pixel_bounds(spec)
+    result = style_transfer(
+        loss, content, options.steps, options.optimizer, options.lr, options.init, bounds, generator
+    )
+    print(f"style: {inspect.save_image(result, spec, options.out)}")
+    _note_random_weights("style", options.model, options.pretrained, "torchvision:VGG19_Weights.IMAGENET1K_V1")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": cmd_train,
     "models": cmd_models,
@@ -707,6 +825,8 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "benchmark": cmd_benchmark,
     "compare": cmd_compare,
     "inspect": cmd_inspect,
+    "dream": cmd_dream,
+    "style": cmd_style,
 }
 
 

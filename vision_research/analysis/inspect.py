@@ -4,11 +4,14 @@ Feature maps and first-layer filters are shown as in Zeiler & Fergus, "Visualizi
 Networks" (ECCV 2014); the hand-made kernels are the books' edge, line and blur filters (Géron, ch. 14); the heat maps
 are Grad-CAM (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization",
 ICCV 2017) from the ``grad-cam`` library. Figures are ``matplotlib.figure.Figure`` objects written with the Agg
-renderer (no pyplot state, no display needed).
+renderer (no pyplot state, no display needed). Loading a model and an image, hooking module outputs and writing an
+input back as a PNG are shared with ``vr dream`` (``dream.py``) and ``vr style`` (``style.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from torch import nn
 from ..data.base import normalise
 from ..data.images import load_rgb
 from ..errors import ConfigError, close_matches
+from ..visualize import denormalize
 
 # The books' hand-made kernels (Géron ch. 14: vertical / horizontal line filters; Sobel-like edge filters; box blur).
 _LINE = torch.zeros(7, 7)
@@ -71,15 +75,38 @@ def load_model(
     return model.eval(), spec
 
 
-def prepare_image(path: str | Path, spec: InputSpec) -> tuple[torch.Tensor, np.ndarray]:
+def prepare_image(path: str | Path, spec: InputSpec, side: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """The image at ``path`` as the model's normalised input [1, C, H, W] (grey for a 1-channel model) and as shown,
-    resized RGB floats in [0, 1] [H, W, 3]."""
-    picture = Image.fromarray(load_rgb(path)).resize(spec.size[::-1], Image.Resampling.BILINEAR)
+    resized RGB floats in [0, 1] [H, W, 3]: at the model's input size, or with ``side`` at its own aspect ratio with
+    its longer side ``side`` pixels."""
+    picture = Image.fromarray(load_rgb(path))
+    if side is None:
+        size = spec.size[::-1]
+    else:
+        scale = side / max(picture.size)
+        size = tuple(max(1, round(length * scale)) for length in picture.size)
+    picture = picture.resize(size, Image.Resampling.BILINEAR)
     if spec.in_chans == 1:
         picture = picture.convert("L").convert("RGB")
     pixels = np.asarray(picture)
     tensor = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None, : spec.in_chans]
     return normalise(tensor, spec.mean, spec.std), pixels.astype(np.float32) / 255.0
+
+
+def pixel_bounds(spec: InputSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalised values [1, C, 1, 1] of black and white per channel: the valid range of an input pixel."""
+    mean, std = torch.tensor(spec.mean).view(1, -1, 1, 1), torch.tensor(spec.std).view(1, -1, 1, 1)
+    return -mean / std, (1.0 - mean) / std
+
+
+def save_image(image: torch.Tensor, spec: InputSpec, path: str | Path) -> Path:
+    """Write the normalised input ``image`` [1, C, H, W] back as an 8-bit PNG (RGB, or grey for one channel) at
+    ``path`` (its folder made) and return the path; the inverse of ``prepare_image``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = denormalize(image.detach().cpu(), spec.mean, spec.std)[0].permute(1, 2, 0).numpy()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path, format="PNG")
+    return path
 
 
 def load_grey(path: str | Path, max_side: int = 512) -> torch.Tensor:
@@ -109,29 +136,57 @@ def stage_layers(model: nn.Module) -> list[str]:
     return [info["module"] for info in model.feature_info]
 
 
+class _Captured(dict):
+    """Module outputs by name; a module that did not run is a ``ConfigError``, not a ``KeyError``."""
+
+    def __missing__(self, name: str) -> torch.Tensor:
+        raise ConfigError(f"module '{name}' did not run in the forward pass (an auxiliary head in eval mode?)")
+
+
+@contextmanager
+def hooked_outputs(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Inside the block, the outputs of the modules ``layers`` (checked by ``get_module``) at the latest forward pass,
+    by name, captured with forward hooks (the first element of a tuple output); the hooks go when the block ends."""
+    modules = {name: get_module(model, name) for name in layers}
+    captured = _Captured()
+
+    def hook(name: str):
+        def keep(module: nn.Module, inputs: object, output: torch.Tensor | tuple) -> None:
+            captured[name] = output[0] if isinstance(output, tuple) else output
+
+        return keep
+
+    handles = [module.register_forward_hook(hook(name)) for name, module in modules.items()]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def checked_forward(model: nn.Module, image: torch.Tensor, name: str | None = None) -> torch.Tensor:
+    """``model(image)``; a model (called ``name``, default its class name) that cannot take an image of this size
+    (pooled below a pixel, or not the size its classifier was built for) is a one-line ``ConfigError``."""
+    try:
+        return model(image)
+    except (RuntimeError, ValueError) as err:
+        height, width = image.shape[-2:]
+        reason = str(err).strip().splitlines()[0]
+        raise ConfigError(
+            f"{name or type(model).__name__} cannot take a {height}×{width} input ({reason}); give the image another "
+            "size (--size)"
+        ) from None
+
+
 def feature_maps(
     model: nn.Module, image: torch.Tensor, layers: list[str] | None = None, count: int = 16
 ) -> dict[str, torch.Tensor]:
     """The first ``count`` maps [K, H, W] of the first image of ``image`` after each module of ``layers`` (default:
     each stage), captured with forward hooks (Zeiler & Fergus 2014)."""
     layers = layers or stage_layers(model)
-    modules = {name: get_module(model, name) for name in layers}
-    captured: dict[str, torch.Tensor] = {}
-
-    def hook(name: str):
-        def keep(module: nn.Module, inputs: object, output: torch.Tensor | tuple) -> None:
-            captured[name] = (output[0] if isinstance(output, tuple) else output)[0, :count].detach()
-
-        return keep
-
-    handles = [module.register_forward_hook(hook(name)) for name, module in modules.items()]
-    try:
-        with torch.no_grad():
-            model.eval()(image)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {name: captured[name] for name in layers}
+    with hooked_outputs(model, layers) as captured, torch.no_grad():
+        model.eval()(image)
+    return {name: captured[name][0, :count] for name in layers}
 
 
 def plot_feature_maps(maps: dict[str, torch.Tensor]) -> Figure:
