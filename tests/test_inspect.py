@@ -148,3 +148,23 @@ def test_cli_help(capsys):
             main(args)
         assert exit_info.value.code == 0
     assert "--target-layer" in capsys.readouterr().out
+
+
+def test_with_a_runs_checkpoint_the_pictures_also_go_to_its_tensorboard(photo, tmp_path):
+    from hydra import compose, initialize_config_dir
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from vision_research.cli import config_dir
+    from vision_research.train import train
+
+    overrides = ["data=digits", "model=lenet5_modern", "trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, "callbacks.progress_bar=none", "test_after_fit=false"])
+    run = tmp_path / "run"
+    train(cfg, run)
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    assert main(["inspect", "filters", "--ckpt", ckpt, "--out", str(tmp_path / "filters.png")]) == 0
+    assert main(["inspect", "feature-maps", str(photo), "--ckpt", ckpt, "--out", str(tmp_path / "maps.png")]) == 0
+    events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
+    assert {"inspect/filters", "inspect/feature-maps"} <= set(events.Tags()["images"])
+    assert [image.step for image in events.Images("inspect/filters")] == [2]  # the checkpoint's global step

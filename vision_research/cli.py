@@ -699,6 +699,8 @@ def cmd_inspect(args: list[str]) -> int:
         heat, index = inspect.grad_cam(model, image, options.target_layer, options.class_index)
         figure = inspect.plot_cam(picture, heat, f"Grad-CAM, class {index}")
     print(f"{options.action}: {inspect.save_figure(figure, options.out)}")
+    if options.ckpt and (run := inspect.log_to_run(options.ckpt, f"inspect/{options.action}", figure)):
+        print(f"{options.action}: logged to TensorBoard in {run}")
     return 0
 
 
@@ -761,7 +763,10 @@ def cmd_dream(args: list[str]) -> int:
         generator,
         inspect.pixel_bounds(spec),
     )
-    print(f"dream: {inspect.save_image(dreamed, spec, options.out)}")
+    written = inspect.save_image(dreamed, spec, options.out)
+    print(f"dream: {written}")
+    if options.ckpt and (run := inspect.log_to_run(options.ckpt, "inspect/dream", written)):
+        print(f"dream: logged to TensorBoard in {run}")
     if name is not None:
         _note_random_weights("dream", name, options.pretrained, "torchvision:GoogLeNet_Weights.IMAGENET1K_V1")
     return 0

@@ -304,3 +304,24 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
+
+
+def log_to_run(ckpt: str | Path, tag: str, picture: Figure | str | Path) -> Path | None:
+    """Add ``picture`` (a figure, or a written PNG) to the TensorBoard events of the run ``ckpt`` belongs to
+    (``<run>/checkpoints/<name>.ckpt``, ``<run>/config.yaml``) under ``tag``, at the checkpoint's global step, so that
+    it shows in the run's Images tab beside its curves; returns the run folder, None for a file outside a run."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from ..resume import checkpoint_step
+
+    ckpt = Path(ckpt).resolve()
+    run_dir = ckpt.parent.parent
+    if ckpt.parent.name != "checkpoints" or not (run_dir / "config.yaml").is_file():
+        return None
+    step = checkpoint_step(ckpt)
+    with SummaryWriter(log_dir=str(run_dir)) as writer:
+        if isinstance(picture, Figure):
+            writer.add_figure(tag, picture, global_step=step, close=False)
+        else:
+            writer.add_image(tag, np.asarray(Image.open(picture).convert("RGB")), step, dataformats="HWC")
+    return run_dir
