@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -14,24 +13,7 @@ from vision_research.cli import main
 from vision_research.errors import ConfigError
 from vision_research.models import create_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is about as fast, and does not thrash when other processes hold the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def photo(tmp_path):
-    pixels = np.zeros((64, 80, 3), np.uint8)
-    pixels[:, 40:] = 255
-    pixels[10:30, 10:30] = (200, 40, 40)
-    path = tmp_path / "photo.png"
-    Image.fromarray(pixels).save(path)
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest.py)
 
 
 def test_octave_sizes_shrink_by_the_scale_smallest_first():

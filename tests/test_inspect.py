@@ -5,22 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
 from vision_research.analysis import inspect
 from vision_research.cli import main
 from vision_research.models import create_model
-
-
-@pytest.fixture
-def photo(tmp_path):
-    pixels = np.zeros((64, 80, 3), np.uint8)
-    pixels[:, 40:] = 255
-    pixels[10:30, 10:30] = (200, 40, 40)
-    path = tmp_path / "photo.png"
-    Image.fromarray(pixels).save(path)
-    return path
 
 
 @pytest.mark.parametrize(

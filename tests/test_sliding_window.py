@@ -15,16 +15,9 @@ from vision_research.analysis.sliding_window import (
 from vision_research.models import create_model
 from vision_research.models.convert import dense_to_conv
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest.py)
+
 WINDOW, STRIDE = 32, 4  # LeNet-5's input and total stride
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is about as fast, and does not thrash when other processes hold the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _flops(fn) -> int:

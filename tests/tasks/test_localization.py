@@ -16,16 +16,9 @@ from vision_research.tasks.localization import ObjectLocalizer, decode_boxes, en
 from vision_research.tasks.registry import TASKS
 from vision_research.train import build_task
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest.py)
+
 SHAPES = {"num_train": 48, "num_val": 16, "num_test": 8, "max_objects": 1, "seed": 3}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is about as fast, and does not thrash when other processes hold the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _trainer(root, epochs: int) -> L.Trainer:
