@@ -1,14 +1,18 @@
 """The ablation studies of experiments/: each study's sweep composes for every variant, and each variant trains
-and evaluates one step (Lightning's fast_dev_run) with small data."""
+and evaluates one step (Lightning's fast_dev_run) with small data; a variant that starts from another run's weights
+(model.pretrained, a local file) starts from a stand-in for them."""
 
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig
 
 from vision_research.cli import config_dir
-from vision_research.train import train
+from vision_research.models.hub import tag_source
+from vision_research.train import build_datamodule, build_task, train
 
 STUDIES = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("study_*.yaml"))
 
@@ -33,6 +37,19 @@ def test_every_study_sweeps_one_factor_over_seeds():
 SMALL_SHAPES = ["data.num_train=8", "data.num_val=4", "data.num_test=4"]
 
 
+def stand_in_weights(cfg: DictConfig, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """For a variant whose ``model.pretrained`` names a local file (a run of another experiment, which the test does
+    not train): a ``model.pretrained`` override to a stand-in, the same backbone freshly initialised; else nothing."""
+    pretrained = cfg.model.get("pretrained")
+    if not pretrained or tag_source(pretrained) is not None:
+        return []
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")
+    path = tmp_path_factory.mktemp("pretrained") / "stand_in.pt"
+    torch.save(build_task(cfg, datamodule).pretrained_module().state_dict(), path)
+    return [f"model.pretrained={path}"]
+
+
 @pytest.mark.parametrize("study", STUDIES)
 def test_each_variant_of_the_study_trains_one_step(study, tmp_path_factory):
     values = sweep_values(study)
@@ -48,9 +65,14 @@ def test_each_variant_of_the_study_trains_one_step(study, tmp_path_factory):
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose("train", overrides=overrides)
         small = [*SMALL_SHAPES, f"data.root={shapes_root}_{cfg.data.num_train}"] if cfg.data.name == "shapes" else []
+        overrides = [*overrides, *small, "data.batch_size=4", "data.eval_batch_size=4"]
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = compose("train", overrides=[*overrides, *small, "data.batch_size=4", "data.eval_batch_size=4"])
+            cfg = compose("train", overrides=overrides)
         run_dir = tmp_path_factory.mktemp(f"{study}-{value}".replace("/", "-"))
+        stand_in = stand_in_weights(cfg, tmp_path_factory)
+        if stand_in:
+            with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+                cfg = compose("train", overrides=[*overrides, *stand_in])
         summary = train(cfg, run_dir)
         assert summary["global_step"] == 1, f"{study} {factor}={value}"
         assert any(k.startswith("test/") for k in summary["metrics"]), f"{study} {factor}={value}: no test metrics"

@@ -548,7 +548,7 @@ def cmd_compare(args: list[str]) -> int:
     parser = _argument_parser(
         "vr compare",
         "Compare the runs under one or more folders: groups by the overrides that differ (the seed excepted), "
-        "mean ± std per group, Welch's 95 %% interval of the difference to a baseline group, learning curves.",
+        "mean ± std per group, Welch's 95 % interval of the difference to a baseline group, learning curves.",
     )
     parser.add_argument("roots", nargs="+", metavar="ROOT", help="folders holding run directories (a sweep, runs/)")
     parser.add_argument("--by", default="", help="group by these comma-separated keys (task.head.variant,seed ...)")

@@ -34,6 +34,7 @@ class GradientNames(Callback):
 
 
 def fit(*callbacks: Callback, augment: dict | None = None) -> tuple[ImageClassifier, GradientNames, L.Trainer]:
+    """Two epochs of a ResNet-20 classifier on the 8×8 digits; the trainer's last callbacks measure and record."""
     L.seed_everything(7, verbose=False)
     datamodule = create_datamodule("digits", image_size=8, batch_size=64, augment=augment)
     task = ImageClassifier(
@@ -59,10 +60,15 @@ def fit(*callbacks: Callback, augment: dict | None = None) -> tuple[ImageClassif
 
 
 def test_cached_features_give_the_heads_weights_of_training_on_the_images_with_the_backbone_frozen():
-    uncached, uncached_record, _ = fit(BackboneFreeze(freeze_epochs=EPOCHS))
+    uncached, uncached_record, uncached_trainer = fit(BackboneFreeze(freeze_epochs=EPOCHS))
     cached, cached_record, trainer = fit(FeatureCache())
 
     assert cached_record.names == uncached_record.names == {"fc.weight", "fc.bias"}
+    # The run's cost is the whole network's on an image, also when it trained on features.
+    uncached_gflops, cached_gflops = (
+        next(c for c in t.callbacks if isinstance(c, TrainingThroughput)).gflops for t in (uncached_trainer, trainer)
+    )
+    assert cached_gflops == pytest.approx(uncached_gflops) and cached_gflops > 1e-3
     for name, weight in uncached.model.fc.state_dict().items():
         before = ImageClassifier("resnet20", num_classes=10, in_chans=1).model.fc.state_dict()[name]
         assert not torch.allclose(weight, before)  # the head did train

@@ -66,10 +66,23 @@ class TrainingThroughput(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if self.gflops is None:
-            images = batch_images(batch)
             self._pause()  # counting FLOPs is not training time
-            self.gflops = forward_gflops(pl_module, images[0])
+            self.gflops = self._model_gflops(trainer, pl_module, batch_images(batch)[0])
             self._started = time.perf_counter()
+
+    @staticmethod
+    def _model_gflops(trainer: L.Trainer, pl_module: L.LightningModule, image: torch.Tensor) -> float:
+        """GFLOPs of the whole model on one image: the batch's, or, when the batches hold cached features
+        (``FeatureCache``), the first training image, so that the cost is that of the network, as for other runs."""
+        if not getattr(pl_module, "inputs_are_features", False):
+            return forward_gflops(pl_module, image)
+        datamodule = trainer.datamodule
+        image = datamodule.normalise(datamodule.dataset("train", train=False)[0][0][None].to(pl_module.device))[0]
+        pl_module.inputs_are_features = False
+        try:
+            return forward_gflops(pl_module, image)
+        finally:
+            pl_module.inputs_are_features = True
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
