@@ -62,6 +62,10 @@ commands:
   eval      evaluate a checkpoint on its run's test (or val) split, or on other data, into <run>/eval/<split>-<data>/
             (metrics.json, config.yaml): vr eval ckpt_path=runs/.../checkpoints/last.ckpt [split=test|val]
             [data=NAME] [data.KEY=VALUE ...] [output=DIR]
+  export    a checkpoint as ONNX, TorchScript or a torch.export program, checked against the eager model, with a
+            JSON sidecar (inputs, normalisation, classes, outputs): vr export ckpt_path=runs/.../last.ckpt
+            format=onnx|torchscript|exported_program [dtype=fp32|bf16|fp16] [dynamic_batch=true] [opset=18]
+            [output=PATH] [tolerance=1e-4]
   convert   convert annotations between VOC, COCO and YOLO
             (vr convert voc coco VOCdevkit/VOC2012 out/ --set train; vr convert --help)
   data      dataset statistics: vr data stats ROOT [--format auto|coco|voc|yolo] [--set train] [--plot stats.png]
@@ -657,6 +661,57 @@ def cmd_eval(args: list[str]) -> int:
     return 0
 
 
+EXPORT_KEYS: dict[str, str | None] = {
+    "ckpt_path": None,
+    "format": None,
+    "dtype": "fp32",
+    "dynamic_batch": "false",
+    "opset": "",
+    "output": "",
+    "tolerance": "",
+}
+
+
+def _parsed(options: dict[str, str], key: str, kind: type, what: str) -> Any:
+    """``options[key]`` as ``kind``, None when empty; a value that does not parse is an error."""
+    if not options[key]:
+        return None
+    try:
+        return kind(options[key])
+    except ValueError:
+        raise ConfigError(f"vr export: {key} must be {what}; got '{options[key]}'") from None
+
+
+def cmd_export(args: list[str]) -> int:
+    """``vr export ckpt_path=... format=... [dtype=fp32] [dynamic_batch=false] [opset=N] [output=PATH]``."""
+    if _wants_help(args):
+        return _print_usage("export", _key_value_synopsis(EXPORT_KEYS))
+
+    from .export import export
+
+    options = _key_values(args, EXPORT_KEYS, "export")
+    if options["dynamic_batch"].lower() not in ("true", "false"):
+        raise ConfigError(f"vr export: dynamic_batch must be true or false; got '{options['dynamic_batch']}'")
+    report = export(
+        options["ckpt_path"],
+        options["format"],
+        options["output"] or None,
+        options["dtype"],
+        options["dynamic_batch"].lower() == "true",
+        _parsed(options, "opset", int, "an integer"),
+        _parsed(options, "tolerance", float, "a number"),
+    )
+    opset = f", opset {report.opset}" if report.opset is not None else ""
+    print(f"export: {report.path} ({report.format}, {report.dtype}{opset})")
+    print(f"sidecar: {report.sidecar}")
+    check = report.metadata["verification"]
+    print(
+        f"max abs difference to the eager model: {report.max_abs_diff:.3g} on {check['images']} images "
+        f"(tolerance {report.tolerance:g}, {check['runtime']})"
+    )
+    return 0
+
+
 def cmd_inspect(args: list[str]) -> int:
     """``vr inspect feature-maps|filters|cam ...``: feature maps, first-layer filters, Grad-CAM heat maps as PNGs."""
     parser = _argument_parser("vr inspect", "Look inside a CNN: feature maps, filters, Grad-CAM (PNG files).")
@@ -825,6 +880,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "models": cmd_models,
     "predict": cmd_predict,
     "eval": cmd_eval,
+    "export": cmd_export,
     "convert": cmd_convert,
     "data": cmd_data,
     "benchmark": cmd_benchmark,

@@ -105,6 +105,13 @@ def output_file(output: Path, name: str, suffix: str) -> Path:
     return path
 
 
+def run_input_size(cfg: DictConfig, task: L.LightningModule, default: int = 224) -> int:
+    """The side of a run's square input: the task's own ``image_size`` (a detector's), else its data node's
+    ``image_size`` / ``scene_size``, else ``default``."""
+    data = cfg.data
+    return int(task.hparams.get("image_size") or data.get("image_size") or data.get("scene_size") or default)
+
+
 class Predictor:
     """A task loaded from a checkpoint, with the evaluation preprocessing of its run: the task's ``preprocessing``
     at the run's input size, then the task's ``mean`` / ``std``."""
@@ -117,9 +124,9 @@ class Predictor:
             raise ConfigError(
                 f"vr predict reads RGB photos; this {self.cfg.task.name} model takes {task.hparams.in_chans} channels"
             )
-        data = self.cfg.data
-        self.image_size = int(data.get("image_size") or data.get("scene_size") or 224)
-        self.max_pixels = data.get("max_image_pixels", DEFAULT_MAX_PIXELS)  # the run's decompression-bomb limit
+        self.image_size = run_input_size(self.cfg, task)
+        # The run's decompression-bomb limit.
+        self.max_pixels = self.cfg.data.get("max_image_pixels", DEFAULT_MAX_PIXELS)
         if task.preprocessing not in PREPROCESSING:
             raise ConfigError(f"{type(task).__name__}.preprocessing must be one of {', '.join(PREPROCESSING)}")
         self.transform = PREPROCESSING[task.preprocessing](self.image_size)

@@ -60,11 +60,11 @@ def load_model(
     if ckpt is not None:
         if pretrained is not None:
             raise ConfigError("--pretrained goes with --model; a checkpoint brings its own weights")
-        from ..predict import load_task
+        from ..predict import load_task, run_input_size
 
         cfg, task = load_task(ckpt)
         model = task.model if cfg.task.name == "classification" else task.pretrained_module()
-        size = int(cfg.data.get("image_size") or cfg.data.get("scene_size") or model.default_cfg["input_size"][-1])
+        size = run_input_size(cfg, task, default=model.default_cfg["input_size"][-1])
         spec = InputSpec(int(task.hparams.in_chans), (size, size), *task.input_stats)
     else:
         from ..models import create_model

@@ -63,6 +63,26 @@ def kmeans_anchors_from_data(datamodule: Any, image_size: int, strides: Sequence
     return [[[round(float(w), 2), round(float(h), 2)] for w, h in by_stride[s]] for s in strides]
 
 
+def decode_detections(
+    raw: Tensor | Sequence[Tensor],
+    image_size: int,
+    num_boxes: int = 2,
+    anchors: Sequence[Tensor | Sequence[Sequence[float]]] | None = None,
+    strides: Sequence[int] | None = None,
+    **postprocess_options: Any,
+) -> list[dict[str, Tensor]]:
+    """Per-image detections ``{"boxes" xyxy input pixels, "scores", "labels"}`` from a YOLO head's raw outputs:
+    ``decode_v1`` of the v1 grid [N, S, S, 5B + C] (``anchors`` None) or ``decode_anchors`` of one
+    [N, A, h, w, 5 + C] tensor per stride, then ``postprocess`` (per-class NMS) with ``postprocess_options``.
+    ``YoloDetector.decoding()`` gives the other arguments; a standalone function so that exported models'
+    outputs are decoded by the same code."""
+    if anchors is None:
+        boxes, scores = decode_v1(raw, image_size, num_boxes)
+    else:
+        boxes, scores = decode_anchors(raw, anchors, strides)
+    return postprocess(boxes, scores, image_size, **postprocess_options)
+
+
 @register_task(name="detection")
 class YoloDetector(VisionTask):
     """YOLO over a backbone given by name; every option is a plain value so that checkpoints rebuild it."""
@@ -172,14 +192,18 @@ class YoloDetector(VisionTask):
             return self.criterion(raw, targets, self.hparams.image_size)
         return self.criterion(raw, targets)
 
+    def decoding(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`decode_detections` for this detector (an export's sidecar holds them):
+        the input size, the head's geometry (v1: ``num_boxes``; anchors: ``anchors``, one [A, 2] tensor per
+        stride, and ``strides``) and the ``postprocess`` options."""
+        options = {"image_size": self.hparams.image_size, **self.postprocess_options}
+        if isinstance(self.head, YoloV1Head):
+            return {**options, "num_boxes": self.head.num_boxes}
+        return {**options, "anchors": self.head.anchors, "strides": self.head.strides}
+
     def detect(self, raw: Tensor | list[Tensor]) -> list[dict[str, Tensor]]:
         """Decoded, NMS-filtered detections per image in input pixels."""
-        size = self.hparams.image_size
-        if isinstance(self.head, YoloV1Head):
-            boxes, scores = decode_v1(raw, size, self.head.num_boxes)
-        else:
-            boxes, scores = decode_anchors(raw, self.head.anchors, self.head.strides)
-        return postprocess(boxes, scores, size, **self.postprocess_options)
+        return decode_detections(raw, **self.decoding())
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> Tensor:
