@@ -116,7 +116,15 @@ def compose_train(overrides: list[str]) -> Any:
         return compose("train", overrides=overrides)
 
 
-def test_finetune_folder_fine_tunes_a_pretrained_file_on_a_folder_per_class(tmp_path):
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        ["callbacks.finetune.freeze_epochs=1"],  # the classifier alone for an epoch, then everything
+        ["callbacks.finetune.freeze_epochs=0", "callbacks.finetune.cache_features=true", "data.augment=none"],
+    ],
+    ids=["freeze_then_fine_tune", "cached_features"],
+)
+def test_finetune_folder_fine_tunes_a_pretrained_file_on_a_folder_per_class(schedule, tmp_path):
     import numpy as np
     from PIL import Image
 
@@ -142,7 +150,7 @@ def test_finetune_folder_fine_tunes_a_pretrained_file_on_a_folder_per_class(tmp_
             "data.val_fraction=0.2",
             "data.test_fraction=0.2",
             "trainer.max_epochs=2",
-            "callbacks.finetune.freeze_epochs=1",
+            *schedule,
             "callbacks.progress_bar=none",
             "logger.tensorboard=false",
         ]
@@ -150,6 +158,7 @@ def test_finetune_folder_fine_tunes_a_pretrained_file_on_a_folder_per_class(tmp_
     summary = train(cfg, tmp_path / "run")
     assert summary["epochs"] == 2 and summary["global_step"] == 2 * 2  # 18 training images, batches of 8
     assert {"test/acc1", "best/val/acc1"} <= set(summary["metrics"])
+    assert summary["gflops"] > 0.01  # the whole network's cost on an image, also when it trained on features
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert state["model.fc.weight"].shape == (3, 512)
 
