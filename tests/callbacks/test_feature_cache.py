@@ -75,7 +75,7 @@ def test_cached_features_give_the_heads_weights_of_training_on_the_images_with_t
         torch.testing.assert_close(cached.model.fc.state_dict()[name], weight, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(cached_record.val_acc, uncached_record.val_acc)
     # After fitting the model reads images again: its val accuracy on them is the one measured on the features.
-    assert not cached.inputs_are_features
+    assert not cached.inputs_are_features and all(p.requires_grad for p in cached.parameters())  # released
     measured = trainer.validate(cached, datamodule=trainer.datamodule, verbose=False)[0]["val/acc1"]
     assert measured == pytest.approx(cached_record.val_acc[-1])
 

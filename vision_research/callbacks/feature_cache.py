@@ -66,13 +66,17 @@ def extract_features(
 class FeatureCache(Callback):
     """As fitting is set up, run the frozen backbone once over the train and val splits (without augmentation) and
     let the task train and validate its classifier on the stored classifier inputs; the test after fitting reads the
-    images again, through the whole model. Only the classifier's parameters receive gradients.
+    images again, through the whole model. The other parameters are frozen (``requires_grad=False``) before the
+    optimizer and DDP see them, and released when fitting ends: only the classifier's are trained.
 
     Needs a classification task (``ImageClassifier``) and a datamodule that does not augment its training images
     (cached features cannot be augmented). With the same seed the head's weights equal those of training on the images
     with the backbone frozen (``BackboneFreeze`` with ``freeze_epochs`` ≥ ``max_epochs``), to float tolerance, for a
     backbone without dropout before its classifier (which training on the images would apply).
     """
+
+    def __init__(self) -> None:
+        self._frozen: list[nn.Parameter] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -106,8 +110,15 @@ class FeatureCache(Callback):
             )
         datamodule.use_cached_features(cached)
         pl_module.inputs_are_features = True
+        trained = {id(p) for p in classifier_of(backbone).parameters()}
+        self._frozen = [p for p in pl_module.parameters() if p.requires_grad and id(p) not in trained]
+        for parameter in self._frozen:
+            parameter.requires_grad_(False)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             trainer.datamodule.use_cached_features({})
             pl_module.inputs_are_features = False
+            for parameter in self._frozen:
+                parameter.requires_grad_(True)
+            self._frozen = []
