@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
+from tests.trainers import cpu_trainer as trainer
 from vision_research.callbacks import BackboneFreeze
 from vision_research.errors import ConfigError
 from vision_research.models import create_model
@@ -33,18 +34,6 @@ def loader() -> DataLoader:
     generator = torch.Generator().manual_seed(0)
     images, labels = torch.randn(12, 3, 32, 32, generator=generator), torch.arange(12) % 3
     return DataLoader(TensorDataset(images, labels), batch_size=4)
-
-
-def trainer(max_epochs: int, *callbacks: Callback, **options: Any) -> L.Trainer:
-    settings = {"logger": False, "enable_checkpointing": False, **options}
-    return L.Trainer(
-        accelerator="cpu",
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        max_epochs=max_epochs,
-        callbacks=list(callbacks),
-        **settings,
-    )
 
 
 class Recorder(Callback):

@@ -11,6 +11,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from tests.trainers import cpu_trainer as trainer
 from vision_research.callbacks import BackboneFreeze
 from vision_research.data import create_datamodule
 from vision_research.tasks import ImageClassifier
@@ -18,19 +19,6 @@ from vision_research.tasks import ImageClassifier
 SIZE = 16
 FROZEN, EPOCHS = 3, 6
 LR, BACKBONE_LR_MULT = 3e-3, 0.1
-
-
-def trainer(max_epochs: int, *callbacks: Callback) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        precision="32-true",
-        max_epochs=max_epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=list(callbacks),
-    )
 
 
 @pytest.fixture(scope="module")

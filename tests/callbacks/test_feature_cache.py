@@ -10,6 +10,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from tests.trainers import cpu_trainer
 from vision_research.callbacks import BackboneFreeze, FeatureCache, TrainingThroughput
 from vision_research.data import create_datamodule
 from vision_research.errors import ConfigError
@@ -45,16 +46,8 @@ def fit(*callbacks: Callback, augment: dict | None = None) -> tuple[ImageClassif
         scheduler={"name": "cosine"},
     )
     recorder = GradientNames()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        precision="32-true",
-        max_epochs=EPOCHS,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[*callbacks, TrainingThroughput(), recorder],  # its FLOP count must not wake frozen norms
-    )
+    # TrainingThroughput's FLOP count must not wake the frozen batch norms.
+    trainer = cpu_trainer(EPOCHS, *callbacks, TrainingThroughput(), recorder)
     trainer.fit(task, datamodule=datamodule)
     return task, recorder, trainer
 
@@ -89,7 +82,7 @@ def test_only_a_classifier_can_train_on_cached_features():
     from vision_research.tasks import SemanticSegmenter
 
     segmenter = SemanticSegmenter("resnet18", num_classes=2, in_chans=1, model_options={"width_mult": 0.25})
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, callbacks=[FeatureCache()])
+    trainer = cpu_trainer(1, FeatureCache())
     with pytest.raises(ConfigError, match="not one"):
         trainer.fit(segmenter, datamodule=create_datamodule("digits", image_size=16))
 
