@@ -71,14 +71,22 @@ def vr_eval(capsys, *args: str) -> tuple[int, str, str]:
 
 def _evaluated(capsys, *args: str) -> tuple[dict, Path]:
     """metrics.json and the output folder of a successful ``vr eval ARGS``, checked against the console summary."""
+    summary, output, _ = _evaluated_with_console(capsys, *args)
+    return summary, output
+
+
+def _evaluated_with_console(capsys, *args: str) -> tuple[dict, Path, str]:
+    """:func:`_evaluated` and what the command printed."""
     code, out, err = vr_eval(capsys, *args)
     assert code == 0, err[-3000:]
     line = next(line for line in out.splitlines() if line.startswith("eval: "))
     output = Path(line.removeprefix("eval: ").rsplit(" (", 1)[0])
     summary = json.loads((output / "metrics.json").read_text())
-    assert set(summary) == {"metrics", "checkpoint", "split", "parameters", "precision", "seconds"}
+    eager_keys = {"metrics", "checkpoint", "split", "parameters", "precision", "backend", "scoring_seconds", "seconds"}
+    backend_keys = {"eager_metrics", "eager_scoring_seconds", "change"} if summary["backend"] != "eager" else set()
+    assert set(summary) == eager_keys | backend_keys
     assert all(f"{key} " in out for key in summary["metrics"] if "/iou_" not in key)
-    return summary, output
+    return summary, output, out
 
 
 def _assert_reproduced(evaluated: dict, trained: dict, split: str) -> None:
@@ -98,7 +106,7 @@ def test_classification_reproduces_the_test_and_val_figures(runs, capsys):
     assert summary["checkpoint"] == str(Path(checkpoint).resolve()) and summary["split"] == "test"
     assert summary["parameters"] == trained["parameters"] and summary["precision"] == trained["precision"]
     config = yaml.safe_load((output / "config.yaml").read_text())
-    assert config["eval"] == {"checkpoint": summary["checkpoint"], "split": "test"}
+    assert config["eval"] == {"checkpoint": summary["checkpoint"], "split": "test", "backend": "eager"}
     assert config["data"] == yaml.safe_load((runs["classification"] / "config.yaml").read_text())["data"]
 
     # last.ckpt holds the weights of the last validation, so the val figures come back too.
@@ -138,6 +146,25 @@ def test_localization_evaluates_the_val_split(runs, capsys):
     summary, _ = _evaluated(capsys, f"ckpt_path={trained['tested_checkpoint']}", "split=val")
     assert {"val/acc1", "val/iou", "val/loc_acc"} <= set(summary["metrics"])
     _assert_reproduced(summary, trained, "val")
+
+
+@pytest.mark.parametrize(
+    ("task", "backend", "tolerance"),
+    [("classification", "int8", 0.05), ("segmentation", "fused", 1e-5), ("detection", "fused", 1e-5)],
+)
+def test_a_backend_is_scored_beside_eager(runs, capsys, task, backend, tolerance):
+    """The fast path scores what eager scores: batch norms folded to float rounding, int8 within its rounding (an
+    undertrained digits model: a few of ~360 test images may change class)."""
+    trained = _summary(runs[task])
+    checkpoint = trained["tested_checkpoint"]
+    summary, output, out = _evaluated_with_console(capsys, f"ckpt_path={checkpoint}", f"backend={backend}")
+    assert summary["backend"] == backend and output.name.endswith(f"-{backend}")
+    _assert_reproduced({"metrics": summary["eager_metrics"]}, trained, "test")
+    assert summary["metrics"] == pytest.approx(summary["eager_metrics"], abs=tolerance)
+    assert summary["change"] == pytest.approx(
+        {k: v - summary["eager_metrics"][k] for k, v in summary["metrics"].items()}
+    )
+    assert all(f"{k} {v:+.4f}" in out for k, v in summary["change"].items() if "/iou_" not in k)
 
 
 @pytest.mark.parametrize("task", ["localization", "segmentation"])

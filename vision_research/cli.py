@@ -57,11 +57,12 @@ commands:
             resume=RUN_DIR continues a killed or finished run (vr train resume=runs/... trainer.max_epochs=40)
   models    list the registered models with parameters and GFLOPs (vr models 'lenet*' [--no-flops])
   predict   run a checkpoint on images: vr predict ckpt_path=runs/.../checkpoints/last.ckpt input=photos/
-            [output=DIR] [batch_size=16] (segmentation: palette PNGs; detection: COCO JSON + drawn boxes;
-            classification: predictions.csv)
+            [output=DIR] [batch_size=16] [backend=eager|fused|compile|onnxruntime|int8|auto] (segmentation:
+            palette PNGs; detection: COCO JSON + drawn boxes; classification: predictions.csv)
   eval      evaluate a checkpoint on its run's test (or val) split, or on other data, into <run>/eval/<split>-<data>/
             (metrics.json, config.yaml): vr eval ckpt_path=runs/.../checkpoints/last.ckpt [split=test|val]
-            [data=NAME] [data.KEY=VALUE ...] [output=DIR]
+            [data=NAME] [data.KEY=VALUE ...] [output=DIR] [backend=fused|compile|onnxruntime|int8|auto
+            [calibration_images=256]]: also scored eagerly, with each metric's change (int8's accuracy drop)
   export    a checkpoint as ONNX, TorchScript or a torch.export program, checked against the eager model, with a
             JSON sidecar (inputs, normalisation, classes, outputs): vr export ckpt_path=runs/.../last.ckpt
             format=onnx|torchscript|exported_program [dtype=fp32|bf16|fp16] [dynamic_batch=true] [opset=18]
@@ -71,7 +72,9 @@ commands:
   data      dataset statistics: vr data stats ROOT [--format auto|coco|voc|yolo] [--set train] [--plot stats.png]
   benchmark inference and training speed (img/s, step-time percentiles), GFLOPs and peak memory of models;
             --compare torchvision|timm measures the reference implementation in the same run
-            (vr benchmark resnet18 --compare torchvision; vr benchmark 'resnet*' --csv out.csv; vr benchmark --help)
+            (vr benchmark resnet18 --compare torchvision; vr benchmark 'resnet*' --csv out.csv; vr benchmark --help);
+            --backend eager compile onnxruntime int8: one model's inference backends at batch 1 and 16, GFLOP/s
+            against this machine's matrix-multiply peak
   compare   compare the runs under folders (a sweep): groups by the overrides that differ, mean ± std over seeds,
             the difference to a baseline group with Welch's 95 % interval, curves.png, TensorBoard group means
             (vr compare runs/sweeps/<date> [--by key,key] [--metrics m,m] [--baseline key=value]; vr compare --help)
@@ -295,11 +298,12 @@ def error_message(err: BaseException) -> str:
     return message
 
 
-def metrics_line(metrics: dict[str, float], prefixes: tuple[str, ...]) -> str:
-    """The figures whose names start with ``prefixes``, on one line; per-class ones (test/iou_<class>) stay in
-    metrics.json and TensorBoard."""
+def metrics_line(metrics: dict[str, float], prefixes: tuple[str, ...], signed: bool = False) -> str:
+    """The figures whose names start with ``prefixes``, on one line (``signed``: with their sign, for changes);
+    per-class ones (test/iou_<class>) stay in metrics.json and TensorBoard."""
     shown = {k: v for k, v in metrics.items() if k.startswith(prefixes) and "/iou_" not in k}
-    return "  " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items()))
+    style = "+.4f" if signed else ".4f"
+    return "  " + "  ".join(f"{k} {v:{style}}" for k, v in sorted(shown.items()))
 
 
 def _run_job(cfg: object) -> dict[str, Any] | float:
@@ -501,6 +505,7 @@ def cmd_benchmark(args: list[str]) -> int:
         write_csv,
         write_markdown,
     )
+    from .inference import BACKENDS
 
     parser = _argument_parser(
         "vr benchmark",
@@ -526,6 +531,17 @@ def cmd_benchmark(args: list[str]) -> int:
     parser.add_argument("--compare", choices=LIBRARIES, default=None, help="also measure the reference model")
     parser.add_argument("--csv", default=None, help="write one row per model and implementation")
     parser.add_argument("--markdown", default=None, help="write the settings and a GitHub table")
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        choices=list(BACKENDS),
+        default=None,
+        help="measure one model's inference on these backends (and eager) instead: "
+        + "; ".join(f"{name}: {text}" for name, text in BACKENDS.items()),
+    )
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[1, 16], help="with --backend: the batch sizes (default: 1 16)"
+    )
     options = parser.parse_args(args)
     # The options are named after the settings' fields (batch_size, precision, ...).
     fields = {f.name for f in dataclasses.fields(BenchmarkSettings)}
@@ -533,6 +549,8 @@ def cmd_benchmark(args: list[str]) -> int:
     console = Console()
     if not console.is_terminal:  # a pipe or a file: the whole table, unwrapped, for pasting
         console = Console(width=max(console.width, 200))
+    if options.backend:
+        return _benchmark_backends(options, settings, console)
     results = benchmark_models(
         options.models, settings, options.compare, progress=lambda text: console.print(f"[dim]{text}[/dim]")
     )
@@ -544,6 +562,36 @@ def cmd_benchmark(args: list[str]) -> int:
         console.print(f"csv: {write_csv(results, options.csv)}")
     if options.markdown:
         console.print(f"markdown: {write_markdown(results, settings, options.markdown)}")
+    return 0
+
+
+def _benchmark_backends(options: Any, settings: Any, console: Any) -> int:
+    """``vr benchmark MODEL --backend ...``: the report of :func:`vision_research.benchmark.benchmark_backends`."""
+    from .benchmark import backend_markdown, backend_rich_table, backend_settings_text, benchmark_backends
+
+    conflicts = [flag for flag, used in (("--compare", options.compare), ("--compile", options.compile)) if used]
+    if options.mode == "train":
+        conflicts.append("--mode train")
+    if conflicts or options.csv:
+        raise ConfigError(f"--backend measures inference backends; drop {', '.join(conflicts or ['--csv'])}")
+    if len(options.models) != 1 or any(c in options.models[0] for c in "*?["):
+        raise ConfigError(f"--backend measures one model; got {' '.join(options.models)}")
+    if min(options.batch_sizes) < 1:
+        raise ConfigError(f"--batch-sizes must be positive integers; got {options.batch_sizes}")
+    report = benchmark_backends(
+        options.models[0],
+        options.backend,
+        options.batch_sizes,
+        settings,
+        progress=lambda text: console.print(f"[dim]{text}[/dim]"),
+    )
+    console.print(backend_settings_text(report))
+    console.print(backend_rich_table(report))
+    if options.markdown:
+        path = Path(options.markdown)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(backend_markdown(report))
+        console.print(f"markdown: {path}")
     return 0
 
 
@@ -590,8 +638,28 @@ def cmd_compare(args: list[str]) -> int:
     return 0
 
 
-PREDICT_KEYS: dict[str, str | None] = {"ckpt_path": None, "input": None, "output": "", "batch_size": "16"}
-EVAL_KEYS: dict[str, str | None] = {"ckpt_path": None, "split": "test", "data": "", "output": ""}
+PREDICT_KEYS: dict[str, str | None] = {
+    "ckpt_path": None,
+    "input": None,
+    "output": "",
+    "batch_size": "16",
+    "backend": "eager",
+}
+EVAL_KEYS: dict[str, str | None] = {
+    "ckpt_path": None,
+    "split": "test",
+    "data": "",
+    "output": "",
+    "backend": "eager",
+    "calibration_images": "256",
+}
+
+
+def _positive_integer(options: dict[str, str], key: str, command: str) -> int:
+    """``options[key]`` as an integer ≥ 1, else a one-line error."""
+    if not options[key].isdigit() or int(options[key]) < 1:
+        raise ConfigError(f"vr {command}: {key} must be a positive integer; got '{options[key]}'")
+    return int(options[key])
 
 
 def _key_value_synopsis(allowed: dict[str, str | None]) -> str:
@@ -618,22 +686,23 @@ def _key_values(args: list[str], allowed: dict[str, str | None], command: str) -
 
 
 def cmd_predict(args: list[str]) -> int:
-    """``vr predict ckpt_path=... input=... [output=...] [batch_size=16]``."""
+    """``vr predict ckpt_path=... input=... [output=...] [batch_size=16] [backend=eager|fused|compile|...|auto]``."""
     if _wants_help(args):
         return _print_usage("predict", _key_value_synopsis(PREDICT_KEYS))
 
     from .predict import predict
 
     options = _key_values(args, PREDICT_KEYS, "predict")
-    if not options["batch_size"].isdigit() or int(options["batch_size"]) < 1:
-        raise ConfigError(f"vr predict: batch_size must be a positive integer; got '{options['batch_size']}'")
-    output = predict(options["ckpt_path"], options["input"], options["output"] or None, int(options["batch_size"]))
+    batch_size = _positive_integer(options, "batch_size", "predict")
+    output = predict(
+        options["ckpt_path"], options["input"], options["output"] or None, batch_size, backend=options["backend"]
+    )
     print(f"predictions written to {output}")
     return 0
 
 
 def cmd_eval(args: list[str]) -> int:
-    """``vr eval ckpt_path=... [split=test|val] [data=NAME] [data.KEY=VALUE ...] [output=DIR]``."""
+    """``vr eval ckpt_path=... [split=test|val] [data=NAME] [data.KEY=VALUE ...] [output=DIR] [backend=...]``."""
     if _wants_help(args):
         return _print_usage("eval", f"{_key_value_synopsis(EVAL_KEYS)} [data.KEY=VALUE ...]")
 
@@ -648,16 +717,31 @@ def cmd_eval(args: list[str]) -> int:
     lightning_log = logging.getLogger("lightning.pytorch")
     level = lightning_log.level
     lightning_log.setLevel(logging.WARNING)  # no GPU/TPU notices and tips around the summary
+    calibration_images = _positive_integer(options, "calibration_images", "eval")
     try:
         summary = evaluate(
-            options["ckpt_path"], options["split"], options["data"] or None, data_overrides, options["output"] or None
+            options["ckpt_path"],
+            options["split"],
+            options["data"] or None,
+            data_overrides,
+            options["output"] or None,
+            backend=options["backend"],
+            calibration_images=calibration_images,
         )
     except MisconfigurationException as err:
         raise ConfigError(str(err).strip().splitlines()[0]) from None
     finally:
         lightning_log.setLevel(level)
     print(f"eval: {summary['output']} ({summary['seconds']:.1f} s)")
-    print(metrics_line(summary["metrics"], (f"{summary['split']}/",)))
+    prefixes = (f"{summary['split']}/",)
+    if "eager_metrics" in summary:
+        print(f"eager ({summary['eager_scoring_seconds']:.1f} s):")
+        print(metrics_line(summary["eager_metrics"], prefixes))
+        print(f"{summary['backend']} ({summary['scoring_seconds']:.1f} s):")
+    print(metrics_line(summary["metrics"], prefixes))
+    if "change" in summary:
+        print(f"{summary['backend']} − eager:")
+        print(metrics_line(summary["change"], prefixes, signed=True))
     return 0
 
 

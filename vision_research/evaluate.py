@@ -4,8 +4,13 @@ The checkpoint's run directory (``config.yaml``) gives the task, the datamodule 
 (precision, ``limit_*_batches``), so that evaluating the tested checkpoint on its own test split reproduces the
 figures of training's ``metrics.json``. ``data=NAME`` replaces the data node by ``configs/data/NAME.yaml`` and
 ``data.KEY=VALUE`` overrides its keys; the new data must have the checkpoint's classes and input channels.
-The result goes to ``<run>/eval/<split>-<data name>[-<overrides>]``: ``config.yaml`` (the run's config with the
-data node that was used and an ``eval`` node) and ``metrics.json``, with the task's own metric names.
+The result goes to ``<run>/eval/<split>-<data name>[-<overrides>][-<backend>]``: ``config.yaml`` (the run's config
+with the data node that was used and an ``eval`` node) and ``metrics.json``, with the task's own metric names.
+
+``backend=`` other than ``eager`` (:mod:`vision_research.inference`: fused, compile, onnxruntime, int8, auto) scores
+the split twice, eagerly and on the backend, built on the split's first batch (int8: calibrated on the first
+``calibration_images`` of the validation split, whose labels it never reads); ``metrics.json`` then also holds the
+eager figures, each metric's change (backend − eager) and both scoring times.
 """
 
 from __future__ import annotations
@@ -13,16 +18,18 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import yaml
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 
 from .config_tree import config_dir, flat_keys
 from .errors import ConfigError, close_matches, unknown_name_error
+from .inference import BACKENDS, build_from_batches, check_backend, serving
 from .models import count_parameters
 from .paths import path_safe
 from .predict import load_task, run_directory
@@ -82,9 +89,11 @@ def check_sizes(task: L.LightningModule, datamodule: L.LightningDataModule, labe
         raise ConfigError(f"{label} has {has}; the checkpoint was trained with {needs}")
 
 
-def default_output(run_dir: Path, split: str, data_name: str, overrides: Sequence[str]) -> Path:
-    """``<run>/eval/<split>-<data name>``, with a path-safe suffix of the data overrides when there are any."""
+def default_output(run_dir: Path, split: str, data_name: str, overrides: Sequence[str], backend: str = "eager") -> Path:
+    """``<run>/eval/<split>-<data name>``, with a path-safe suffix of the data overrides when there are any and the
+    backend's name when it is not eager."""
     suffix = f"-{path_safe(','.join(overrides))}" if overrides else ""
+    suffix += f"-{backend}" if backend != "eager" else ""
     return run_dir / "eval" / f"{split}-{data_name}{suffix}"
 
 
@@ -114,25 +123,63 @@ def score(
     return metrics
 
 
+def timed_score(
+    trainer: L.Trainer, task: L.LightningModule, datamodule: L.LightningDataModule, split: str
+) -> tuple[dict[str, float], float]:
+    """:func:`score` and the seconds it took."""
+    start = time.perf_counter()
+    metrics = score(trainer, task, datamodule, split)
+    return metrics, round(time.perf_counter() - start, 2)
+
+
+def image_batches(datamodule: L.LightningDataModule, loader: Iterable[Any]) -> Iterator[Tensor]:
+    """The images of each batch of ``loader``, normalised by ``datamodule`` as the model sees them."""
+    for images, _ in loader:
+        yield datamodule.normalise(images)
+
+
+def backend_forward(
+    task: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    split: str,
+    backend: str,
+    calibration_images: int,
+) -> tuple[Callable[[Tensor], Any], str]:
+    """``task``'s forward on ``backend`` for ``split``'s batches, and the backend's name (``auto`` resolved):
+    built on the split's first batch; ``int8`` calibrated on the validation split's first images."""
+    if backend == "int8":  # the activation ranges come from validation images (their labels are not read)
+        datamodule.setup("validate")
+        loader = datamodule.val_dataloader()
+    else:
+        loader = datamodule.test_dataloader() if split == "test" else datamodule.val_dataloader()
+    return build_from_batches(task, backend, image_batches(datamodule, loader), len(loader), calibration_images)
+
+
 def evaluate(
     checkpoint: str | Path,
     split: str = "test",
     data: str | None = None,
     data_overrides: Sequence[str] = (),
     output: str | Path | None = None,
+    backend: str = "eager",
+    calibration_images: int = 256,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``split`` (test or val) of its run's data, or of ``data`` (a configs/data name),
-    with ``data_overrides`` (``KEY=VALUE`` of the data node); write ``config.yaml`` and ``metrics.json`` to
-    ``output`` (default :func:`default_output`). Returns what metrics.json holds, plus ``output``."""
+    with ``data_overrides`` (``KEY=VALUE`` of the data node), on ``backend``; write ``config.yaml`` and
+    ``metrics.json`` to ``output`` (default :func:`default_output`). Returns what metrics.json holds, plus
+    ``output``."""
     started = time.perf_counter()
     if split not in SPLITS:
         raise ConfigError(f"split={split!r}: choose {' or '.join(SPLITS)}")
+    check_backend(backend, (*BACKENDS, "auto"))
     checkpoint = Path(checkpoint)
     cfg, task = load_task(checkpoint)
     cfg.data = data_node(cfg.data, data, data_overrides)
     data_name = data or cfg.data.name
-    output = Path(output) if output else default_output(run_directory(checkpoint), split, data_name, data_overrides)
-    cfg.eval = {"checkpoint": str(checkpoint.resolve()), "split": split}
+    output = (
+        Path(output) if output else default_output(run_directory(checkpoint), split, data_name, data_overrides, backend)
+    )
+    cfg.eval = {"checkpoint": str(checkpoint.resolve()), "split": split, "backend": backend}
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
@@ -140,14 +187,27 @@ def evaluate(
     check_sizes(task, datamodule, f"data={data_name}" if data else f"the run's data node ({data_name})")
     output.mkdir(parents=True, exist_ok=True)
     (output / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    trainer = eval_trainer(cfg, output)
-    summary = {
-        "metrics": score(trainer, task, datamodule, split),
+    summary: dict[str, Any] = {
         "checkpoint": cfg.eval.checkpoint,
         "split": split,
         "parameters": count_parameters(task),
-        "precision": str(trainer.precision),
-        "seconds": round(time.perf_counter() - started, 2),
     }
+    trainer = eval_trainer(cfg, output)
+    metrics, seconds = timed_score(trainer, task, datamodule, split)
+    summary.update(metrics=metrics, precision=str(trainer.precision), backend="eager", scoring_seconds=seconds)
+    if backend != "eager":
+        task.to(trainer.strategy.root_device)
+        forward, backend = backend_forward(task, datamodule, split, backend, calibration_images)
+        with serving(task, forward):
+            fast, fast_seconds = timed_score(eval_trainer(cfg, output), task, datamodule, split)
+        summary.update(
+            metrics=fast,
+            backend=backend,
+            scoring_seconds=fast_seconds,
+            eager_metrics=metrics,
+            eager_scoring_seconds=seconds,
+            change={key: fast[key] - value for key, value in metrics.items()},
+        )
+    summary["seconds"] = round(time.perf_counter() - started, 2)
     (output / "metrics.json").write_text(json.dumps(summary, indent=2))
     return {**summary, "output": str(output)}

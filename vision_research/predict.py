@@ -38,6 +38,7 @@ from .data.formats import save_mask_png
 from .data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb
 from .data.transforms import build_classification_transforms, build_transforms
 from .errors import ConfigError, DataError
+from .inference import BACKENDS, build_from_batches, check_backend, serving
 from .tasks import TASKS
 from .tasks.base import Prediction
 from .train import import_user_modules
@@ -139,7 +140,7 @@ class Predictor:
         batch = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)
         return normalise(batch, *self.task.input_stats).to(self.device), originals
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, files: Sequence[Path], first_id: int = 0) -> list[Prediction]:
         """What the task predicts for each of ``files``, numbered from ``first_id`` for COCO results."""
         images, originals = self.prepare(files)
@@ -152,17 +153,33 @@ PREPROCESSING = {
 }
 
 
-def predict(checkpoint: str | Path, source: str | Path, output: str | Path | None = None, batch_size: int = 16) -> Path:
-    """Predict every image of ``source`` (a file or a folder) and write the results under ``output``."""
+def predict(
+    checkpoint: str | Path,
+    source: str | Path,
+    output: str | Path | None = None,
+    batch_size: int = 16,
+    backend: str = "eager",
+) -> Path:
+    """Predict every image of ``source`` (a file or a folder) and write the results under ``output``; the task runs
+    on ``backend`` (:mod:`vision_research.inference`; ``int8`` is calibrated on the first 256 of these images)."""
+    check_backend(backend, (*BACKENDS, "auto"))
     predictor = Predictor(checkpoint)
     source = Path(source)
     files = image_files(source)
     output = Path(output) if output else Path(checkpoint).parent.parent / "predictions"
     output.mkdir(parents=True, exist_ok=True)
+    chunks = [files[start : start + batch_size] for start in range(0, len(files), batch_size)]
+    forward, _ = build_from_batches(predictor.task, backend, (predictor.prepare(c)[0] for c in chunks), len(chunks))
+    with serving(predictor.task, forward):
+        return write_predictions(predictor, chunks, source, output)
+
+
+def write_predictions(predictor: Predictor, chunks: Sequence[Sequence[Path]], source: Path, output: Path) -> Path:
+    """Predict each chunk of files and write predictions.csv / predictions.json / masks / drawings to ``output``."""
     rows, results, detector = [], [], False
-    for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        for path, found in zip(chunk, predictor(chunk, first_id=start), strict=True):
+    first_id = 0
+    for chunk in chunks:
+        for path, found in zip(chunk, predictor(chunk, first_id=first_id), strict=True):
             name = output_name(path, source)
             if found.row:
                 rows.append([name, *found.row])
@@ -173,6 +190,7 @@ def predict(checkpoint: str | Path, source: str | Path, output: str | Path | Non
                 save_mask_png(found.mask, output_file(output, name, ".png"))
             if found.drawing is not None:
                 Image.fromarray(found.drawing).save(output_file(output, name, ".jpg"), quality=92)
+        first_id += len(chunk)
     if detector:
         (output / "predictions.json").write_text(json.dumps(results))
     if rows:

@@ -170,6 +170,17 @@ def test_predict_writes_coco_json_and_drawn_images(fitted, data, tmp_path):
         assert x >= 0 and y >= 0 and x + w <= limit[0] + 1e-3 and y + h <= limit[1] + 1e-3
     assert Image.open(out / "wide.jpg.jpg").size == (100, 40)
 
+    # The fast path (batch norms folded) finds the same boxes, to float rounding; batch_size=1: two short batches.
+    fused = tmp_path / "fused"
+    args = [f"input={photos}", f"output={fused}", "backend=fused", "batch_size=1"]
+    assert main(["predict", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", *args]) == 0
+    found = json.loads((fused / "predictions.json").read_text())
+    assert [(r["file_name"], r["category_id"]) for r in found] == [(r["file_name"], r["category_id"]) for r in results]
+    for got, want in zip(found, results, strict=True):
+        assert got["bbox"] == pytest.approx(want["bbox"], abs=1e-3) and got["score"] == pytest.approx(
+            want["score"], abs=1e-4
+        )
+
 
 def test_bad_options_are_config_errors():
     with pytest.raises(ConfigError, match="head.type must be one of v1, anchors"):

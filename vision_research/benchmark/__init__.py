@@ -2,10 +2,19 @@
 
 One job per module, each importing only those before it: :mod:`.settings` (what is measured and how, checked),
 :mod:`.references` (torchvision's and timm's implementations), :mod:`.measurement` (building, stepping, timing and
-peak memory; the method is described there) and :mod:`.report` (the table, markdown and CSV).
+peak memory; the method is described there) and :mod:`.report` (the table, markdown and CSV); ``--backend``:
+:mod:`.peak` (this machine's matrix-multiply peak) and :mod:`.backends` (one model's inference backends).
 """
 
 from ..speed import PRECISIONS
+from .backends import (
+    BackendReport,
+    BackendRow,
+    backend_markdown,
+    backend_rich_table,
+    backend_settings_text,
+    benchmark_backends,
+)
 from .measurement import (
     BenchmarkResult,
     BenchmarkStep,

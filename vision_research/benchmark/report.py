@@ -27,14 +27,15 @@ def device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def settings_text(settings: BenchmarkSettings) -> str:
-    """One line that makes a pasted table self-describing (``settings`` resolved)."""
+def settings_text(settings: BenchmarkSettings, batch: str | None = None) -> str:
+    """One line that makes a pasted table self-describing (``settings`` resolved; ``batch``: the batch sizes, when
+    not the settings' one)."""
     size = f"{settings.image_size}×{settings.image_size}" if settings.image_size else "each model's default"
     return (
         f"torch {torch.__version__} · {settings.device} ({device_name(settings.device)}) · "
         f"threads {settings.threads} · precision {settings.precision} · "
         f"channels-last {'on' if settings.channels_last else 'off'} · compile {'on' if settings.compile else 'off'} · "
-        f"batch {settings.batch_size} · size {size} · warmup {settings.warmup}, "
+        f"batch {batch or settings.batch_size} · size {size} · warmup {settings.warmup}, "
         f"{settings.rounds} rounds × {settings.steps} steps"
     )
 
@@ -92,17 +93,35 @@ def parameter_notes(results: Sequence[BenchmarkResult]) -> list[str]:
     return notes
 
 
-def rich_table(results: Sequence[BenchmarkResult], settings: BenchmarkSettings):
-    """The report as a ``rich`` table (numbers right-aligned)."""
+TEXT_COLUMNS = ("model", "implementation", "input", "backend")  # left-aligned; the others are numbers
+
+
+def rich_rows(header: Sequence[str], rows: Sequence[Sequence[str]], caption: str):
+    """A ``rich`` table titled ``vr benchmark`` (numbers right-aligned)."""
     from rich.table import Table
 
-    header, rows = table_rows(results, settings)
-    table = Table(title="vr benchmark", caption="GFLOPs: 2 × multiply-adds per image; step ms: one whole batch")
+    table = Table(title="vr benchmark", caption=caption)
     for column in header:
-        table.add_column(column, justify="left" if column in ("model", "implementation", "input") else "right")
+        table.add_column(column, justify="left" if column in TEXT_COLUMNS else "right")
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def markdown_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A GitHub table's lines (two-line column names joined, numbers right-aligned)."""
+    right = {i for i, column in enumerate(header) if column not in TEXT_COLUMNS}
+    return [
+        "| " + " | ".join(h.replace("\n", " ") for h in header) + " |",
+        "|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|",
+        *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows),
+    ]
+
+
+def rich_table(results: Sequence[BenchmarkResult], settings: BenchmarkSettings):
+    """The report as a ``rich`` table (numbers right-aligned)."""
+    caption = "GFLOPs: 2 × multiply-adds per image; step ms: one whole batch"
+    return rich_rows(*table_rows(results, settings), caption)
 
 
 def write_csv(results: Sequence[BenchmarkResult], path: str | Path) -> Path:
@@ -119,16 +138,7 @@ def write_csv(results: Sequence[BenchmarkResult], path: str | Path) -> Path:
 
 def markdown_table(results: Sequence[BenchmarkResult], settings: BenchmarkSettings) -> str:
     """The settings line, then the report as a GitHub table."""
-    header, rows = table_rows(results, settings)
-    right = {i for i, column in enumerate(header) if column not in ("model", "implementation", "input")}
-    lines = [
-        settings_text(settings),
-        "",
-        "| " + " | ".join(h.replace("\n", " ") for h in header) + " |",
-        "|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|",
-    ]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    lines += ["", *parameter_notes(results)]
+    lines = [settings_text(settings), "", *markdown_rows(*table_rows(results, settings)), "", *parameter_notes(results)]
     return "\n".join(lines).rstrip() + "\n"
 
 
