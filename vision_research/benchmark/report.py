@@ -112,7 +112,7 @@ def markdown_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[
     """A GitHub table's lines (two-line column names joined, numbers right-aligned)."""
     right = {i for i, column in enumerate(header) if column not in TEXT_COLUMNS}
     return [
-        "| " + " | ".join(h.replace("\n", " ") for h in header) + " |",
+        "| " + " | ".join(h.replace("\n", " ").replace("|", "\\|") for h in header) + " |",
         "|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|",
         *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows),
     ]

@@ -7,8 +7,8 @@ from .backends import (
     build_forward,
     build_from_batches,
     check_backend,
-    choose_backend,
     compile_frozen,
+    compiling_pays,
     serving,
 )
 from .fixed_batch import FixedBatch

@@ -7,7 +7,7 @@
 - ``onnxruntime``: the ONNX export of :mod:`vision_research.export` run by onnxruntime's CPU provider.
 - ``int8``: PT2E post-training quantisation calibrated on the user's images (:mod:`.quantize`), then compiled.
 - ``auto`` (``vr eval``, ``vr predict``): ``fused``, or ``compile`` when the work is long enough to repay the
-  compilation — decided by timing one batch of the fused model (:func:`choose_backend`).
+  compilation — decided by timing one batch of the fused model (:func:`compiling_pays`).
 
 A compiled or exported graph is built for the example's batch size and called through :class:`FixedBatch`.
 """
@@ -38,10 +38,11 @@ BACKENDS = {  # name: what it runs (for --help)
     "onnxruntime": "the ONNX export on onnxruntime's CPU provider",
     "int8": "PT2E int8 quantisation (x86 quantiser), compiled by Inductor",
 }
-# Compiling ResNet-50 with freezing takes ~23 s on this project's 2-core CPU and runs ×1.33 faster than the fused
-# eager graph (`vr benchmark resnet50 --backend fused compile`), so it pays once the fused run would take more
-# than 23 / (1 − 1/1.33) ≈ 90 s. Smaller networks compile faster; the rule errs towards not compiling.
-COMPILE_PAYS_AFTER_SECONDS = 90.0
+# Compiling ResNet-50 with freezing took 21.6 s on this project's 2-core CPU and ran ×1.17 faster than the folded
+# eager graph at batch 16 (12.2 vs 10.4 img/s, `vr benchmark resnet50 --backend fused compile`), so it pays once the
+# folded run would take more than 21.6 / (1 − 1/1.17) ≈ 150 s. Smaller networks compile faster: the rule errs
+# towards not compiling.
+COMPILE_PAYS_AFTER_SECONDS = 150.0
 
 Forward = Callable[[Tensor], Any]
 
@@ -84,7 +85,8 @@ def onnxruntime_forward(module: nn.Module, example: Tensor) -> Forward:
     from ..export.onnx_format import load, require, save
 
     require()
-    count = len(as_list(module(example)))
+    with torch.no_grad():
+        count = len(as_list(module(example)))
     graph = Graph(module, example.contiguous(), [f"output{i}" for i in range(count)], {}, [], [], INPUT_NAME)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
@@ -103,6 +105,8 @@ def build_forward(module: nn.Module, backend: str, example: Tensor, calibration:
     module's device, channels-last or not as they will arrive); ``calibration``: images for ``int8``."""
     module.eval()
     check_backend(backend)
+    with torch.inference_mode(False):  # a normal tensor to trace and export with (an inference one may not be)
+        example = example.clone()
     channels_last = example.is_contiguous(memory_format=torch.channels_last) and example.dim() == 4
     if backend == "eager":
         return module
@@ -132,7 +136,10 @@ def build_from_batches(
     if example is None:
         raise ConfigError(f"backend={backend}: there are no images to build it on")
     if backend == "auto":
-        backend = choose_backend(module, example, count)
+        fused = build_forward(module, "fused", example)
+        if not compiling_pays(fused, example, count):
+            return fused, "fused"
+        backend = "compile"
 
     def calibration() -> Iterator[Tensor]:  # read only if the backend quantises
         seen = 0
@@ -145,16 +152,15 @@ def build_from_batches(
     return build_forward(module, backend, example, calibration()), backend
 
 
-def choose_backend(module: nn.Module, example: Tensor, batches: int) -> str:
-    """``compile`` when the fused model would take more than :data:`COMPILE_PAYS_AFTER_SECONDS` for ``batches``
-    batches like ``example`` (timed on one, after one warm-up), else ``fused``."""
-    fused = build_forward(module, "fused", example)
+def compiling_pays(fused: Forward, example: Tensor, batches: int) -> bool:
+    """Whether the ``fused`` model would take more than :data:`COMPILE_PAYS_AFTER_SECONDS` for ``batches`` batches
+    like ``example`` (timed on one, after one warm-up)."""
     with torch.inference_mode():
         fused(example)
         start = time.perf_counter()
         fused(example)
         seconds = time.perf_counter() - start
-    return "compile" if seconds * batches > COMPILE_PAYS_AFTER_SECONDS else "fused"
+    return seconds * batches > COMPILE_PAYS_AFTER_SECONDS
 
 
 @contextlib.contextmanager
