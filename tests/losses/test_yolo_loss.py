@@ -240,3 +240,79 @@ def test_anchor_loss_is_fp32_and_finite_under_bf16_autocast():
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in out.values())
     out["loss"].backward()
     assert all(torch.isfinite(r.grad.float()).all() for r in raws)
+
+
+# --- IoU-family box losses (task.loss.box_loss), against the papers' formulas written out here ----------------
+
+
+def _iou_family(pred: list[float], truth: list[float]) -> dict[str, float]:
+    """IoU, GIoU (Rezatofighi et al. 2019), DIoU and CIoU (Zheng et al. 2020, eqs. 6-11) of two xyxy boxes."""
+    (x1, y1, x2, y2), (u1, v1, u2, v2) = pred, truth
+    inter = max(0.0, min(x2, u2) - max(x1, u1)) * max(0.0, min(y2, v2) - max(y1, v1))
+    union = (x2 - x1) * (y2 - y1) + (u2 - u1) * (v2 - v1) - inter
+    iou = inter / union
+    enclosing_w, enclosing_h = max(x2, u2) - min(x1, u1), max(y2, v2) - min(y1, v1)
+    giou = iou - (enclosing_w * enclosing_h - union) / (enclosing_w * enclosing_h)
+    centre_distance = ((x1 + x2 - u1 - u2) / 2) ** 2 + ((y1 + y2 - v1 - v2) / 2) ** 2
+    diou = iou - centre_distance / (enclosing_w**2 + enclosing_h**2)
+    v = 4 / math.pi**2 * (math.atan((u2 - u1) / (v2 - v1)) - math.atan((x2 - x1) / (y2 - y1))) ** 2
+    alpha = v / (1 - iou + v)
+    return {"giou": giou, "diou": diou, "ciou": diou - alpha * v}
+
+
+@pytest.mark.parametrize("box_loss", ["giou", "diou", "ciou"])
+def test_iou_box_loss_is_one_minus_the_papers_iou_of_the_decoded_positives(box_loss):
+    # The two positives of test_positive_goes_to_the_best_shape_anchor; with zero raw outputs each predicts its
+    # anchor at its cell's centre: 30×30 at (20, 20) on the stride-8 grid, 60×60 at (40, 40) on the stride-16 one.
+    targets = [target([[6, 4, 34, 36], [11, 8, 61, 64]], [1, 0])]
+    predicted = [[5.0, 5.0, 35.0, 35.0], [10.0, 10.0, 70.0, 70.0]]
+    expected = sum(
+        1 - _iou_family(p, t)[box_loss] for p, t in zip(predicted, targets[0]["boxes"].tolist(), strict=False)
+    )
+    out = YoloAnchorLoss(2, ANCHORS, STRIDES, ignore_iou=1.0, box_loss=box_loss, lambda_box=3.0)(anchor_raws(), targets)
+    mse = YoloAnchorLoss(2, ANCHORS, STRIDES, ignore_iou=1.0)(anchor_raws(), targets)
+    assert set(out) == KEYS - {"loss_xy", "loss_wh"} | {"loss_box"}
+    assert out["loss_box"].item() == pytest.approx(3.0 * expected, rel=1e-5)
+    for key in ("loss_obj", "loss_noobj", "loss_cls"):  # the other terms are the paper's
+        torch.testing.assert_close(out[key], mse[key])
+    assert out["loss"].item() == pytest.approx(sum(out[k].item() for k in out if k != "loss"), rel=1e-6)
+
+
+def test_iou_box_loss_is_finite_with_gradients_for_wild_outputs_and_empty_images():
+    generator = torch.Generator().manual_seed(5)
+    raws = [(torch.randn(r.shape, generator=generator) * 20).requires_grad_() for r in anchor_raws(2)]
+    targets = [target([[6, 4, 34, 36], [11, 8, 61, 64]], [1, 0]), target([], [])]
+    out = YoloAnchorLoss(2, ANCHORS, STRIDES, box_loss="ciou")(raws, targets)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss_box"]) and all(torch.isfinite(r.grad).all() for r in raws)
+    with pytest.raises(ConfigError, match="task.loss.box_loss must be one of mse, giou, diou, ciou; got 'iou'"):
+        YoloAnchorLoss(2, ANCHORS, STRIDES, box_loss="iou")
+
+
+def _positives(scale) -> list[tuple[int, int, int, int]]:
+    """(label, anchor, row, column) of each positive of one scale."""
+    return list(zip(*(t.tolist() for t in (scale.labels, scale.anchor, scale.row, scale.col)), strict=True))
+
+
+def test_assign_iou_adds_every_anchor_whose_shape_matches_well_enough():
+    # Shape IoUs with the anchors (10, 30 | 60, 120): 28×32 → 0.11, 0.88, 0.25, 0.06; 50×56 → 0.04, 0.32, 0.78, 0.19.
+    # Above 0.2: the first object also on (60, 60), the second also on (30, 30), each at its centre's cell.
+    targets = [target([[6, 4, 34, 36], [11, 8, 61, 64]], [1, 0])]
+    loss = YoloAnchorLoss(2, ANCHORS, STRIDES, assign_iou=0.2)
+    fine, coarse = loss.assign(*flatten_targets(targets, "cpu"), [(8, 8), (4, 4)])
+    assert sorted(
+        zip(fine.labels.tolist(), fine.anchor.tolist(), fine.row.tolist(), fine.col.tolist(), strict=False)
+    ) == [
+        (0, 1, 4, 4),  # centre (36, 36) / 8
+        (1, 1, 2, 2),
+    ]
+    assert sorted(
+        zip(coarse.labels.tolist(), coarse.anchor.tolist(), coarse.row.tolist(), coarse.col.tolist(), strict=False)
+    ) == [
+        (0, 0, 2, 2),
+        (1, 0, 1, 1),  # centre (20, 20) / 16
+    ]
+    only_best = YoloAnchorLoss(2, ANCHORS, STRIDES).assign(*flatten_targets(targets, "cpu"), [(8, 8), (4, 4)])
+    assert [len(scale.labels) for scale in only_best] == [1, 1]
+    with pytest.raises(ConfigError, match=r"task.loss.assign_iou must be in \(0, 1\)"):
+        YoloAnchorLoss(2, ANCHORS, STRIDES, assign_iou=1.5)

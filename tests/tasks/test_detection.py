@@ -114,7 +114,9 @@ def test_a_bare_dataloader_evaluates_the_detector_as_its_datamodule(fitted, data
 
 
 def test_anchor_head_gets_kmeans_anchors_from_the_training_boxes(data, tmp_path):
+    """...and fits with the localisation switches on: a PAN neck, the CIoU box loss, several anchors per object."""
     head = {"type": "anchors", "strides": [16, 32], "anchors": "kmeans", "anchors_per_scale": 2, "hidden_channels": 16}
+    head |= {"neck": "pan", "neck_channels": 16}
     options = YoloDetector.options_from_data(
         {"model": "resnet18", "num_classes": 3, "model_options": {"width_mult": 0.25}, "head": head}, data
     )
@@ -125,10 +127,13 @@ def test_anchor_head_gets_kmeans_anchors_from_the_training_boxes(data, tmp_path)
     sizes = [o.box for r in data.annotations("train").images for o in r.objects]
     widths = [x2 - x1 for x1, _, x2, _ in sizes]
     assert min(widths) <= anchors[0][0][0] and anchors[-1][-1][0] <= max(widths)
-    task = YoloDetector(**options)
+    task = YoloDetector(**options, loss={"box_loss": "ciou", "lambda_box": 2.0, "assign_iou": 0.3})
     trainer = quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1)
     trainer.fit(task, datamodule=data)
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert (
+        torch.isfinite(trainer.callback_metrics["train/loss_box"]) and "train/loss_xy" not in trainer.callback_metrics
+    )
     trainer.save_checkpoint(tmp_path / "a.ckpt")
     rebuilt = YoloDetector.load_from_checkpoint(tmp_path / "a.ckpt")
     assert rebuilt.hparams.head["anchors"] == anchors
@@ -193,3 +198,7 @@ def test_bad_options_are_config_errors():
         YoloDetector(num_classes=3, head={"type": "anchors", "strides": [64], "anchors": [[[10, 10]]]})
     with pytest.raises(ConfigError, match="postprocess has no option"):
         YoloDetector(num_classes=3, postprocess={"nms": 0.5})
+    with pytest.raises(ConfigError, match="task.loss.box_loss=ciou is an option of the anchor head's loss"):
+        YoloDetector(num_classes=3, loss={"lambda_coord": 5.0, "box_loss": "ciou"})
+    default_anchor_options = {"box_loss": "mse", "lambda_box": 5.0, "assign_iou": None}  # configs/task/detection.yaml
+    assert YoloDetector(num_classes=3, head=V1_HEAD, loss=default_anchor_options).criterion.lambda_coord == 5.0

@@ -43,6 +43,7 @@ from torchvision.ops import batched_nms, box_convert, box_iou, clip_boxes_to_ima
 
 from ..errors import ConfigError
 from ..models.layers import ConvNormAct
+from .neck import build_neck
 
 # The 9 COCO dimension clusters of YOLOv3 (Sec. 2.3), in pixels of a 416×416 input, finest scale first.
 YOLOV3_ANCHORS: list[list[tuple[float, float]]] = [
@@ -147,7 +148,8 @@ class YoloAnchorHead(nn.Module):
 
 
 class MultiScaleYoloHead(nn.Module):
-    """One ``YoloAnchorHead`` per chosen backbone stage (YOLOv3 Sec. 2.3: 3 scales × 3 anchors).
+    """One ``YoloAnchorHead`` per chosen backbone stage (YOLOv3 Sec. 2.3: 3 scales × 3 anchors), optionally after a
+    feature-pyramid ``neck`` (:mod:`.neck`: ``fpn``, ``pan``; ``neck_channels`` wide).
 
     ``feature_info_entries`` are the backbone's ``feature_info`` dicts of the chosen stages, finest first
     (only ``num_chs`` and ``reduction`` are read); ``forward`` takes the matching feature maps, in the same
@@ -160,6 +162,8 @@ class MultiScaleYoloHead(nn.Module):
         num_classes: int,
         anchors_per_scale: Sequence[Sequence[tuple[float, float]]],
         hidden_channels: int = 256,
+        neck: str = "none",
+        neck_channels: int = 128,
     ) -> None:
         super().__init__()
         if len(feature_info_entries) != len(anchors_per_scale):
@@ -167,9 +171,14 @@ class MultiScaleYoloHead(nn.Module):
                 f"{len(anchors_per_scale)} anchor sets for {len(feature_info_entries)} stages; "
                 "give one list of anchors per chosen stage"
             )
+        channels = [info["num_chs"] for info in feature_info_entries]
+        strides = [info["reduction"] for info in feature_info_entries]
+        self.neck = build_neck(neck, channels, strides, neck_channels)
+        if self.neck is not None:
+            channels = [neck_channels] * len(channels)
         self.heads = nn.ModuleList(
-            YoloAnchorHead(info["num_chs"], num_classes, anchors, info["reduction"], hidden_channels)
-            for info, anchors in zip(feature_info_entries, anchors_per_scale, strict=True)
+            YoloAnchorHead(chs, num_classes, anchors, stride, hidden_channels)
+            for chs, stride, anchors in zip(channels, strides, anchors_per_scale, strict=True)
         )
 
     @property
@@ -181,6 +190,8 @@ class MultiScaleYoloHead(nn.Module):
         return [head.anchors for head in self.heads]
 
     def forward(self, features: Sequence[Tensor]) -> list[Tensor]:
+        if self.neck is not None:
+            features = self.neck(features)
         return [head(x) for head, x in zip(self.heads, features, strict=True)]
 
 

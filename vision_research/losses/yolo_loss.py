@@ -5,9 +5,10 @@ following torchvision: one dict per image with ``boxes`` FloatTensor[N, 4] xyxy 
 and ``labels`` Int64Tensor[N] in 0..C-1. Crowd boxes (``iscrowd`` True) and degenerate boxes (zero width or
 height) are removed before assignment; images without objects are legal.
 
-Both return ``{"loss", "loss_xy", "loss_wh", "loss_obj", "loss_noobj", "loss_cls"}``: each term already
-multiplied by its λ, **summed over the batch and divided by the batch size** (number of images), and
-``loss`` their sum. Autocast is switched off inside and the raw outputs are cast to fp32.
+Both return ``{"loss", "loss_xy", "loss_wh", "loss_obj", "loss_noobj", "loss_cls"}`` (the anchor loss with an
+IoU-family ``box_loss``: ``loss_box`` in place of ``loss_xy`` and ``loss_wh``): each term already multiplied by
+its λ, **summed over the batch and divided by the batch size** (number of images), and ``loss`` their sum.
+Autocast is switched off inside and the raw outputs are cast to fp32.
 
 When several objects fall on the same predictor (v1: the same cell; v2/v3: the same cell and anchor), the
 one with the **largest box area** is kept (ties: the first in the target list) and the others are dropped —
@@ -22,12 +23,22 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import box_convert, box_iou
+from torchvision.ops import (
+    box_convert,
+    box_iou,
+    complete_box_iou_loss,
+    distance_box_iou_loss,
+    generalized_box_iou_loss,
+)
 
 from ..errors import ConfigError
 from ..heads.yolo_head import decode_anchor_boxes, shape_iou, v1_cell_boxes
 
 CONFIDENCE_TARGETS = ("iou", "one")
+# 1 − GIoU (Rezatofighi et al. 2019, Alg. 2), 1 − DIoU and 1 − CIoU (Zheng et al. 2020, eqs. 6 and 10), from
+# torchvision.ops; "mse": the papers' squared errors on the offsets and log sizes.
+BOX_LOSSES = {"giou": generalized_box_iou_loss, "diou": distance_box_iou_loss, "ciou": complete_box_iou_loss}
+MAX_LOG_SCALE = 8.0  # t_w, t_h clamped before exp() in the IoU losses: at most e⁸ ≈ 3,000 × the anchor
 
 
 def flatten_targets(targets: Sequence[dict[str, Tensor]], device: torch.device | str) -> tuple[Tensor, Tensor, Tensor]:
@@ -148,6 +159,7 @@ class AnchorTargets(NamedTuple):
     xy: Tensor  # [M, 2] targets of σ(t_x), σ(t_y): the centre's offset in its cell
     wh: Tensor  # [M, 2] targets of t_w, t_h: log(box size / anchor size)
     labels: Tensor  # [M]
+    boxes: Tensor  # [M, 4] the ground truths, xyxy input pixels (for the IoU-family box losses)
 
 
 class YoloAnchorLoss(nn.Module):
@@ -165,6 +177,12 @@ class YoloAnchorLoss(nn.Module):
       box has IoU > ``ignore_iou`` with a ground truth of their image (ignored, v3 Sec. 2.1);
     - ``loss_cls`` = Σ_pos Σ_c BCE(class logit_c, one-hot_c): independent logistic classifiers (v3 Sec. 2.2).
 
+    ``box_loss`` = ``giou`` / ``diou`` / ``ciou`` replaces ``loss_xy`` and ``loss_wh`` by ``loss_box`` = λ_box
+    Σ_pos (1 − IoU-family(decoded box, ground truth)), one term on the whole box in pixels, as YOLOv4 (Bochkovskiy
+    et al. 2020, Sec. 3.4: CIoU) and later detectors do; ``mse`` (the default) keeps the papers' terms.
+    ``assign_iou`` = t also makes every other anchor whose shape IoU with a ground truth exceeds t a positive for it
+    (YOLOv4 Sec. 3.4, "using multiple anchors for a single ground truth"); ``None`` keeps v3's one anchor.
+
     ``anchors`` holds one list of (w, h) input pixels per scale and ``strides`` the scales' reductions, in the
     order of the raw outputs.
     """
@@ -177,8 +195,16 @@ class YoloAnchorLoss(nn.Module):
         lambda_coord: float = 5.0,
         lambda_noobj: float = 0.5,
         ignore_iou: float = 0.5,
+        box_loss: str = "mse",
+        lambda_box: float = 5.0,
+        assign_iou: float | None = None,
     ) -> None:
         super().__init__()
+        if box_loss != "mse" and box_loss not in BOX_LOSSES:
+            raise ConfigError(f"task.loss.box_loss must be one of mse, {', '.join(BOX_LOSSES)}; got {box_loss!r}")
+        if assign_iou is not None and not 0 < assign_iou < 1:
+            raise ConfigError(f"task.loss.assign_iou must be in (0, 1) or null; got {assign_iou}")
+        self.box_loss, self.lambda_box, self.assign_iou = box_loss, lambda_box, assign_iou
         if len(anchors) != len(strides) or not all(anchors):
             raise ConfigError(
                 f"YoloAnchorLoss needs one non-empty anchor list per stride; got {len(anchors)} "
@@ -202,7 +228,12 @@ class YoloAnchorLoss(nn.Module):
         """The positives of each scale from ``flatten_targets``' output; ``grid_sizes`` are the (h, w) per scale."""
         device = boxes.device
         truth = box_convert(boxes, "xyxy", "cxcywh")
-        best = shape_iou(truth[:, 2:], self.anchors.to(device)).argmax(1)
+        similarity = shape_iou(truth[:, 2:], self.anchors.to(device))  # [T, all anchors]
+        chosen = F.one_hot(similarity.argmax(1), similarity.shape[1]).bool()  # v3: the best-shaped anchor
+        if self.assign_iou is not None:
+            chosen |= similarity > self.assign_iou
+        which, best = chosen.nonzero(as_tuple=True)  # one row per (ground truth, anchor) pair
+        image, truth, labels = image[which], truth[which], labels[which]
         scale, anchor = self.anchor_scale.to(device)[best], self.anchor_index.to(device)[best]
         return [
             self._assign_scale(s, image[scale == s], truth[scale == s], labels[scale == s], anchor[scale == s], size)
@@ -236,6 +267,7 @@ class YoloAnchorLoss(nn.Module):
             xy=centre[kept] - torch.stack([col, row], 1),
             wh=(truth[:, 2:] / scale_anchors[anchor]).log(),
             labels=labels,
+            boxes=box_convert(truth, "cxcywh", "xyxy"),
         )
 
     def forward(self, raws: Sequence[Tensor], targets: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -254,11 +286,16 @@ class YoloAnchorLoss(nn.Module):
         image, boxes, labels = flatten_targets(targets, raws[0].device)
         positives = self.assign(image, boxes, labels, [tuple(raw.shape[2:4]) for raw in raws])
         padded, valid = _padded_boxes(image, boxes, len(targets))
-        terms = dict.fromkeys(("xy", "wh", "obj", "noobj", "cls"), raws[0].new_zeros(()))
+        box_terms = ("xy", "wh") if self.box_loss == "mse" else ("box",)
+        terms = dict.fromkeys((*box_terms, "obj", "noobj", "cls"), raws[0].new_zeros(()))
         for s, (raw, pos) in enumerate(zip(raws, positives, strict=True)):
             pred = raw[pos.image, pos.anchor, pos.row, pos.col]  # [M, 5 + C]
-            terms["xy"] = terms["xy"] + (pred[:, :2].sigmoid() - pos.xy).square().sum()
-            terms["wh"] = terms["wh"] + (pred[:, 2:4] - pos.wh).square().sum()
+            if self.box_loss == "mse":
+                terms["xy"] = terms["xy"] + (pred[:, :2].sigmoid() - pos.xy).square().sum()
+                terms["wh"] = terms["wh"] + (pred[:, 2:4] - pos.wh).square().sum()
+            else:
+                boxes = self._decoded(pred, pos, s)
+                terms["box"] = terms["box"] + BOX_LOSSES[self.box_loss](boxes, pos.boxes, reduction="sum")
             terms["obj"] = terms["obj"] + F.binary_cross_entropy_with_logits(
                 pred[:, 4], torch.ones_like(pred[:, 4]), reduction="sum"
             )
@@ -270,9 +307,17 @@ class YoloAnchorLoss(nn.Module):
             terms["noobj"] = terms["noobj"] + F.binary_cross_entropy_with_logits(
                 objectness, torch.zeros_like(objectness), reduction="sum"
             )
-        terms["xy"], terms["wh"] = self.lambda_coord * terms["xy"], self.lambda_coord * terms["wh"]
+        for name in box_terms:
+            terms[name] = (self.lambda_coord if self.box_loss == "mse" else self.lambda_box) * terms[name]
         terms["noobj"] = self.lambda_noobj * terms["noobj"]
         return _loss_dict(len(targets), **terms)
+
+    def _decoded(self, pred: Tensor, pos: AnchorTargets, s: int) -> Tensor:
+        """[M, 4] xyxy input pixels of the positives' predictions at scale ``s`` (as ``decode_anchor_boxes``)."""
+        anchors = self.anchors[self.anchor_scale == s].to(pred.device)[pos.anchor]
+        centre = (pred[:, :2].sigmoid() + torch.stack([pos.col, pos.row], 1)) * self.strides[s]
+        size = anchors * pred[:, 2:4].clamp(max=MAX_LOG_SCALE).exp()
+        return box_convert(torch.cat([centre, size], 1), "cxcywh", "xyxy")
 
     @torch.no_grad()
     def _ignored(self, raw: Tensor, s: int, padded: Tensor, valid: Tensor) -> Tensor:

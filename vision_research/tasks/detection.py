@@ -48,6 +48,21 @@ HEAD_TYPES = ("v1", "anchors")
 V1_HEAD_KEYS = {"type", "stage", *keyword_defaults(YoloV1Head)}
 ANCHOR_HEAD_KEYS = {"type", "strides", "anchors", "anchors_per_scale", *keyword_defaults(MultiScaleYoloHead)}
 POSTPROCESS_DEFAULTS = keyword_defaults(postprocess)
+# Options of the anchor loss that the v1 loss does not have (configs/task/detection.yaml holds them for both heads).
+ANCHOR_LOSS_DEFAULTS = {
+    k: v for k, v in keyword_defaults(YoloAnchorLoss).items() if k not in keyword_defaults(YoloV1Loss)
+}
+
+
+def v1_loss_options(loss: dict[str, Any] | None) -> dict[str, Any]:
+    """``task.loss`` for the v1 grid: the anchor-only options dropped while they keep their defaults (the v1 grid
+    keeps the paper's loss), a one-line error when one is set."""
+    options = dict(loss or {})
+    for key, default in ANCHOR_LOSS_DEFAULTS.items():
+        value = options.pop(key, default)
+        if value != default:
+            raise ConfigError(f"task.loss.{key}={value} is an option of the anchor head's loss: use task/head=anchors")
+    return options
 
 
 def kmeans_anchors_from_data(datamodule: Any, image_size: int, strides: Sequence[int], per_scale: int) -> list:
@@ -133,7 +148,7 @@ class YoloDetector(VisionTask):
             options = {k: v for k, v in head.items() if k not in ("type", "stage")}
             self.stages = [head.get("stage", -1) % len(info)]
             self.head = YoloV1Head(info[self.stages[0]]["num_chs"], num_classes, **options)
-            self.criterion = YoloV1Loss(num_classes, self.head.grid_size, self.head.num_boxes, **(loss or {}))
+            self.criterion = YoloV1Loss(num_classes, self.head.grid_size, self.head.num_boxes, **v1_loss_options(loss))
         else:
             self._check_keys(head, ANCHOR_HEAD_KEYS)
             strides = list(head.get("strides", [32]))
@@ -144,9 +159,8 @@ class YoloDetector(VisionTask):
                     f"from the training boxes when the run starts); got {anchors!r}"
                 )
             self.stages = select_stages(info, strides)
-            self.head = MultiScaleYoloHead(
-                [info[i] for i in self.stages], num_classes, anchors, head.get("hidden_channels", 256)
-            )
+            options = {k: v for k, v in head.items() if k in keyword_defaults(MultiScaleYoloHead)}
+            self.head = MultiScaleYoloHead([info[i] for i in self.stages], num_classes, anchors, **options)
             self.criterion = YoloAnchorLoss(num_classes, anchors, strides, **(loss or {}))
         freeze_unused_by_features(self.backbone, in_chans)
         self.category_ids = list(category_ids) if category_ids is not None else list(range(1, num_classes + 1))
