@@ -162,6 +162,17 @@ def test_bad_backends_are_one_line_errors(monkeypatch):
         build_forward(task, "int4", _images(2, size, 0))
     with pytest.raises(ConfigError, match="no images to build it on"):
         build_from_batches(task, "compile", iter([]), count=0)
+
+    def failing_compile(forward, **options):
+        def compiled(images):
+            raise RuntimeError("BackendCompilerFailed: inductor raised\n(a page of explanation)")
+
+        return compiled
+
+    with monkeypatch.context() as patched:
+        patched.setattr(torch, "compile", failing_compile)
+        with pytest.raises(ConfigError, match=r"^torch.compile cannot compile this model \(BackendCompilerFailed: "):
+            build_forward(task, "compile", _images(2, size, 0))
     real_import = builtins.__import__
 
     def without_torchao(name, *args, **kwargs):

@@ -51,3 +51,10 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str], hint: str =
     if hint:
         msg += f" {hint}"
     return ConfigError(msg)
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): the reason in a one-line error
+    that wraps a library's long explanation."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

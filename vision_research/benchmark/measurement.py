@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..speed import AUTOCAST_DTYPES, to_channels_last
 from .references import check_library, check_reference, reference_model
 from .settings import OURS, BenchmarkSettings, expand_model_names
@@ -163,8 +163,9 @@ def gflops_per_image(model: nn.Module, input_size: tuple[int, int, int], label: 
     try:
         return model_summary(model, input_size).total_flops / 1e9
     except (RuntimeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"{label} does not run on {'×'.join(map(str, input_size))} inputs: {first}") from None
+        raise ConfigError(
+            f"{label} does not run on {'×'.join(map(str, input_size))} inputs: {first_line(err)}"
+        ) from None
 
 
 def prepare_model(model: nn.Module, settings: BenchmarkSettings) -> nn.Module:
@@ -416,10 +417,9 @@ def _measure_or_explain(
     try:
         return measure(steps, settings)
     except (RuntimeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
             f"the {mode} step of {name} failed at batch size {settings.batch_size} "
-            f"({settings.precision}, {settings.device}): {first}"
+            f"({settings.precision}, {settings.device}): {first_line(err)}"
         ) from err
 
 

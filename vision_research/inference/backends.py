@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, unknown_name_error
+from ..errors import ConfigError, first_line, unknown_name_error
 from .fixed_batch import FixedBatch
 from .folding import fold_batch_norms
 from .quantize import quantize_int8
@@ -75,7 +75,12 @@ def compile_frozen(forward: Forward, example: Tensor) -> Forward:
     with torch.inference_mode(), warnings.catch_warnings():
         # Inductor's int8 lowering copies a tensor with torch.tensor(); the advice it prints is for torch's authors.
         warnings.filterwarnings("ignore", "To copy construct from a tensor", UserWarning)
-        run(example.clone())  # evaluation's and prediction's batches are inference tensors: compile for them
+        try:
+            run(example.clone())  # evaluation's and prediction's batches are inference tensors: compile for them
+        except Exception as err:  # Dynamo and Inductor raise many types, each with a long explanation
+            raise ConfigError(
+                f"torch.compile cannot compile this model ({first_line(err)}); use backend=fused"
+            ) from None
     return run
 
 

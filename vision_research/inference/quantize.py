@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from .fixed_batch import FixedBatch
 
 INSTALL = "pip install 'vision_research[export]'"
@@ -45,8 +45,8 @@ def quantize_int8(module: nn.Module, example: Tensor, calibration: Iterable[Tens
     try:
         program = torch.export.export(module.eval(), (example,), strict=True)
     except Exception as err:  # torch.export raises many types, each with a long explanation
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"backend=int8: torch.export cannot capture {type(module).__name__} ({reason})") from None
+        what = type(module).__name__
+        raise ConfigError(f"backend=int8: torch.export cannot capture {what} ({first_line(err)})") from None
     # Functional ops, then unused ones removed: a backbone stage computed but not read (YOLO v1 reads stage −2)
     # would leave a pattern without an output, which the quantiser cannot annotate.
     exported = program.run_decompositions({}).module()
