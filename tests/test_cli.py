@@ -70,6 +70,7 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert "`Trainer.fit` stopped: `max_epochs=2` reached." in (run_dir / "cli.log").read_text()
 
 
+@pytest.mark.slow  # 40 s: four runs through Hydra's multirun
 def test_sweep_makes_one_run_per_combination(tmp_path):
     result = vr("train", "-m", "model=lenet5,lenet5_modern", "seed=1,2", *FAST, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -55,6 +55,7 @@ def hydra_job():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow  # 30 s: an Optuna study of four trials in parallel processes
 def test_an_optuna_search_on_the_parallel_launcher_runs_two_trials_at_once_and_reports_the_best(tmp_path):
     # One sweep for both plugins, to keep the test time small: Optuna asks for 2 trials at a time, joblib runs them
     # in 2 processes, each returns its best/val/acc1 to the sweeper. Loader workers (null: one per core, up to 4)
