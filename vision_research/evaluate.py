@@ -8,8 +8,8 @@ The result goes to ``<run>/eval/<split>-<data name>[-<overrides>][-<backend>]``:
 with the data node that was used and an ``eval`` node) and ``metrics.json``, with the task's own metric names.
 
 ``backend=`` other than ``eager`` (:mod:`vision_research.inference`: fused, compile, onnxruntime, int8, auto) scores
-the split twice, eagerly and on the backend, built on the split's first batch (int8: calibrated on the first
-``calibration_images`` of the validation split, whose labels it never reads); ``metrics.json`` then also holds the
+the split twice, eagerly and on the backend, built on the split's first batch (int8: on the validation split,
+calibrated on its first ``calibration_images``, whose labels it never reads); ``metrics.json`` then also holds the
 eager figures, each metric's change (backend − eager) and both scoring times.
 """
 
@@ -146,7 +146,8 @@ def backend_forward(
     calibration_images: int,
 ) -> tuple[Callable[[Tensor], Any], str]:
     """``task``'s forward on ``backend`` for ``split``'s batches, and the backend's name (``auto`` resolved):
-    built on the split's first batch; ``int8`` calibrated on the validation split's first images."""
+    built on the split's first batch (``auto`` times it there); ``int8`` built and calibrated on the validation
+    split's first images instead."""
     if backend == "int8":  # the activation ranges come from validation images (their labels are not read)
         datamodule.setup("validate")
         loader = datamodule.val_dataloader()
