@@ -109,12 +109,11 @@ def build_forward(module: nn.Module, backend: str, example: Tensor, calibration:
     """``module``'s forward on ``backend``, built for batches shaped as ``example`` (normalised images on the
     module's device, channels-last or not as they will arrive); ``calibration``: images for ``int8``."""
     module.eval()
-    check_backend(backend)
+    if check_backend(backend) == "eager":
+        return module
     with torch.inference_mode(False):  # a normal tensor to trace and export with (an inference one may not be)
         example = example.clone()
     channels_last = example.is_contiguous(memory_format=torch.channels_last) and example.dim() == 4
-    if backend == "eager":
-        return module
     if backend == "fused":
         return fold_batch_norms(module, example)
     if backend == "compile":
