@@ -19,7 +19,6 @@ import torch
 from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
-    EMAWeightAveraging,
     LearningRateMonitor,
     ModelCheckpoint,
     RichProgressBar,
@@ -30,7 +29,14 @@ from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher  # 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import BackboneFreeze, DivergenceGuard, FeatureCache, RandomStateCheckpoint, TrainingThroughput
+from .callbacks import (
+    BackboneFreeze,
+    DivergenceGuard,
+    FeatureCache,
+    RandomStateCheckpoint,
+    TrainingThroughput,
+    WarmupEMA,
+)
 from .checkpoints import AtomicCheckpointIO
 from .data import create_datamodule
 from .errors import ConfigError, RunDirectoryInUse, close_matches
@@ -108,9 +114,7 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
             EarlyStopping(monitor=monitor, mode=task.monitor_mode, patience=callbacks_cfg.early_stopping.patience)
         )
     if callbacks_cfg.ema_decay is not None:
-        if not 0.0 < callbacks_cfg.ema_decay < 1.0:
-            raise ConfigError(f"callbacks.ema_decay must be in (0, 1); got {callbacks_cfg.ema_decay}")
-        callbacks.append(EMAWeightAveraging(decay=callbacks_cfg.ema_decay))
+        callbacks.append(WarmupEMA(callbacks_cfg.ema_decay))
     finetune = _plain(callbacks_cfg.finetune)
     if finetune.pop("cache_features", False):
         epochs = cfg.trainer.get("max_epochs")

@@ -1,6 +1,7 @@
 """Lightning callbacks of the framework (the ones Lightning itself has are used as they are)."""
 
 from .divergence import DivergenceGuard
+from .ema import WarmupEMA
 from .feature_cache import FeatureCache
 from .finetune import BackboneFreeze
 from .random_state import RandomStateCheckpoint

@@ -1,0 +1,45 @@
+"""An exponential moving average of the weights with a warm-up, for validation, checkpoints and the test.
+
+After ``n`` updates the average moves with decay ``min(decay, (1 + n) / (10 + n))`` — the ``num_updates`` rule of
+TensorFlow's ``tf.train.ExponentialMovingAverage``, which ultralytics' and timm's EMAs also ramp in their own way.
+Without it, the average of a short run keeps ``decay**steps`` of the random initial weights (0.999 over 2,600
+steps: 7 %), which is enough to wreck a detector's evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from lightning.pytorch.callbacks import WeightAveraging
+from torch import Tensor
+
+from ..errors import ConfigError
+
+
+def warmup_decay(decay: float, num_updates: Tensor | int) -> Tensor:
+    """The decay of update ``num_updates`` (0-based count of earlier updates): ``min(decay, (1 + n) / (10 + n))``."""
+    n = torch.as_tensor(num_updates, dtype=torch.float64)
+    return torch.clamp((1 + n) / (10 + n), max=decay)
+
+
+def warmup_ema_fn(decay: float) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """``AveragedModel``'s ``avg_fn``: the averaged parameter after one more update from ``current``."""
+
+    @torch.no_grad()
+    def update(averaged: Tensor, current: Tensor, num_averaged: Tensor) -> Tensor:
+        d = float(warmup_decay(decay, num_averaged))
+        return d * averaged + (1 - d) * current
+
+    return update
+
+
+class WarmupEMA(WeightAveraging):
+    """Lightning's weight averaging with the warm-up EMA above, updated after every optimizer step; buffers (batch
+    norm statistics) are averaged too."""
+
+    def __init__(self, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ConfigError(f"callbacks.ema_decay must be in (0, 1); got {decay}")
+        super().__init__(use_buffers=True, avg_fn=warmup_ema_fn(decay))
+        self.decay = decay
