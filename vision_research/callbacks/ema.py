@@ -42,4 +42,3 @@ class WarmupEMA(WeightAveraging):
         if not 0.0 < decay < 1.0:
             raise ConfigError(f"callbacks.ema_decay must be in (0, 1); got {decay}")
         super().__init__(use_buffers=True, avg_fn=warmup_ema_fn(decay))
-        self.decay = decay
