@@ -17,7 +17,7 @@ exits with that one line without it.
 Both validate on the val split after every epoch and are scored with their **last** weights on the test split
 (100 detections per image). Wall time is each training call: ultralytics' ``YOLO.train`` and our whole
 ``vr train`` command (start-up, training, validation and its own test). Results go to ``--out`` (one JSON per
-detector); ``--reuse`` prints the table from those files without training again.
+detector); ``--reuse`` keeps those and trains only a side that has none.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ours", nargs="+", help="our vr train overrides (default: experiment=yolo_shapes_fast)")
     parser.add_argument("--out", type=Path, help="default: runs/ultralytics_comparison/<data>")
-    parser.add_argument("--reuse", action="store_true", help="print the table from --out without training")
+    parser.add_argument("--reuse", action="store_true", help="keep results in --out; train only the missing side")
     args = parser.parse_args()
     try:
         import ultralytics  # noqa: F401
