@@ -18,8 +18,9 @@ from ..errors import ConfigError
 
 
 def warmup_decay(decay: float, num_updates: Tensor | int) -> Tensor:
-    """The decay of update ``num_updates`` (0-based count of earlier updates): ``min(decay, (1 + n) / (10 + n))``."""
-    n = torch.as_tensor(num_updates, dtype=torch.float64)
+    """The decay of update ``num_updates`` (0-based count of earlier updates): ``min(decay, (1 + n) / (10 + n))``,
+    a 0-dim tensor on the count's device (no host synchronisation on a GPU)."""
+    n = torch.as_tensor(num_updates).float()
     return torch.clamp((1 + n) / (10 + n), max=decay)
 
 
@@ -28,7 +29,7 @@ def warmup_ema_fn(decay: float) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
 
     @torch.no_grad()
     def update(averaged: Tensor, current: Tensor, num_averaged: Tensor) -> Tensor:
-        d = float(warmup_decay(decay, num_averaged))
+        d = warmup_decay(decay, num_averaged)
         return d * averaged + (1 - d) * current
 
     return update
