@@ -9,7 +9,7 @@ exits with that one line without it.
 
 - ``shapes``: the embedded scenes (128 px; 1,000 train / 200 val / 200 test, seed 0). YOLOv8n (``yolov8n.yaml``,
   no pretrained weights, ultralytics' default augmentation and schedule) trains on the YOLO export, batch 16,
-  30 epochs; ours is ``vr train experiment=yolo_shapes_fast``.
+  30 epochs; ours is ``vr train experiment=yolo_shapes_fast data.num_workers=0``.
 - ``coco128``: real COCO photos (the longer side 320 px, 80 classes): the first ``--train-images`` images by id
   train, the rest are held out (validation during training and the score); YOLOv8n trains 20 epochs, ours the
   same experiment on the COCO layout at 320 px for 30 epochs.
@@ -33,14 +33,25 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("YOLO_OFFLINE", "1")
+# Importing ultralytics sets OMP_NUM_THREADS=1 in os.environ (and NUMEXPR_MAX_THREADS); our run is started with
+# the environment as it was before, so that it is not held to one thread.
+ENVIRONMENT_BEFORE_ULTRALYTICS = dict(os.environ)
 
 from vision_research.data.shapes import generate_shapes  # noqa: E402
 from vision_research.metrics import coco_evaluate  # noqa: E402
 
 SHOWN = ("map", "map_50", "map_75", "mar_100")
+# data.num_workers=0: on the CPU, as ultralytics does there, the data are loaded in the training process (on 2 cores
+# loader workers would compete with the two training threads).
 OURS = {
-    "shapes": ["experiment=yolo_shapes_fast"],
-    "coco128": ["experiment=yolo_shapes_fast", "data=coco", "data.image_size=320", "trainer.max_epochs=30"],
+    "shapes": ["experiment=yolo_shapes_fast", "data.num_workers=0"],
+    "coco128": [
+        "experiment=yolo_shapes_fast",
+        "data=coco",
+        "data.image_size=320",
+        "trainer.max_epochs=30",
+        "data.num_workers=0",
+    ],
 }
 ULTRALYTICS_EPOCHS = {"shapes": 30, "coco128": 20}
 
@@ -183,7 +194,7 @@ def train_ours(data: dict, out: Path, overrides: list[str], seed: int) -> dict:
     command = [sys.executable, "-m", "vision_research.cli", "train", *overrides, *data["ours"], f"seed={seed}"]
     command += [f"hydra.run.dir={run_dir}", "callbacks.progress_bar=none"]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=ENVIRONMENT_BEFORE_ULTRALYTICS)
     seconds = time.perf_counter() - started
     (out / "ours.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
