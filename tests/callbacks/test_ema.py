@@ -2,6 +2,9 @@
 
 import pytest
 import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.demos.boring_classes import BoringModel
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
@@ -37,3 +40,32 @@ def test_averaged_model_follows_the_warmup_recurrence():
 def test_decay_outside_zero_one_is_a_config_error():
     with pytest.raises(ConfigError, match="ema_decay"):
         WarmupEMA(1.0)
+
+
+class WeightsAtTest(BoringModel):
+    """Records the weights its test step runs with."""
+
+    def test_step(self, batch, batch_idx):
+        self.tested = self.layer.weight.detach().clone()
+        return super().test_step(batch, batch_idx)
+
+
+def test_the_test_from_a_checkpoint_after_fitting_scores_the_average(tmp_path):
+    model = WeightsAtTest()
+    trainer = Trainer(
+        default_root_dir=tmp_path,
+        max_epochs=1,
+        limit_train_batches=8,
+        limit_val_batches=1,
+        limit_test_batches=1,
+        callbacks=[WarmupEMA(0.9), ModelCheckpoint(dirpath=tmp_path, save_last=True)],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model)
+    trainer.test(model, ckpt_path=str(tmp_path / "last.ckpt"), weights_only=False)
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    average, training = saved["state_dict"]["layer.weight"], saved["current_model_state"]["layer.weight"]
+    assert not torch.equal(average, training)
+    torch.testing.assert_close(model.tested, average)

@@ -9,9 +9,12 @@ steps: 7 %), which is enough to wreck a detector's evaluation.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from ..errors import ConfigError
@@ -37,9 +40,18 @@ def warmup_ema_fn(decay: float) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
 
 class WarmupEMA(WeightAveraging):
     """Lightning's weight averaging with the warm-up EMA above, updated after every optimizer step; buffers (batch
-    norm statistics) are averaged too."""
+    norm statistics) are averaged too.
+
+    A checkpoint's ``state_dict`` holds the average (the training weights go to ``current_model_state``). Lightning
+    restores the training weights from every checkpoint the trainer loads while the average exists, so the test
+    after fitting (``trainer.test(ckpt_path=...)``) would score them; here only resuming a fit does.
+    """
 
     def __init__(self, decay: float) -> None:
         if not 0.0 < decay < 1.0:
             raise ConfigError(f"callbacks.ema_decay must be in (0, 1); got {decay}")
         super().__init__(use_buffers=True, avg_fn=warmup_ema_fn(decay))
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
