@@ -52,6 +52,8 @@ class WarmupEMA(WeightAveraging):
             raise ConfigError(f"callbacks.ema_decay must be in (0, 1); got {decay}")
         super().__init__(use_buffers=True, avg_fn=warmup_ema_fn(decay))
 
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
