@@ -28,7 +28,9 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from statistics import median
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -86,6 +88,7 @@ def coco128_split(out: Path, root: Path, train_images: int) -> dict:
             "annotations": [a for a in instances["annotations"] if a["image_id"] in ids],
         }
         (out / f"instances_{name}.json").write_text(json.dumps(subset))
+        print(describe_split(name, subset))
         (out / f"{name}.txt").write_text("".join(f"{out / 'images' / image['file_name']}\n" for image in part))
     link_yolo_layout(root, out, [image["file_name"] for image in images])
     write_data_yaml(out / "data.yaml", out, "train.txt", "test.txt", [c["name"] for c in categories])
@@ -102,6 +105,18 @@ def coco128_split(out: Path, root: Path, train_images: int) -> dict:
             *(f"data.image_dirs.{split}=images" for split in ("train", "val", "test")),
         ],
     }
+
+
+def describe_split(name: str, instances: dict) -> str:
+    """How much a COCO split holds: images, boxes, classes, and the median class's boxes and images."""
+    boxes_per_class = Counter(a["category_id"] for a in instances["annotations"])
+    pairs = {(a["category_id"], a["image_id"]) for a in instances["annotations"]}
+    images_per_class = Counter(category for category, _ in pairs)
+    return (
+        f"{name}: {len(instances['images'])} images, {sum(boxes_per_class.values())} boxes of "
+        f"{len(boxes_per_class)} classes; the median class: {median(boxes_per_class.values()):g} boxes, "
+        f"{median(images_per_class.values()):g} images"
+    )
 
 
 def link_yolo_layout(root: Path, out: Path, file_names: list[str]) -> None:
