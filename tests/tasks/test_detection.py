@@ -202,3 +202,16 @@ def test_bad_options_are_config_errors():
         YoloDetector(num_classes=3, loss={"lambda_coord": 5.0, "box_loss": "ciou"})
     default_anchor_options = {"box_loss": "mse", "lambda_box": 5.0, "assign_iou": None}  # configs/task/detection.yaml
     assert YoloDetector(num_classes=3, head=V1_HEAD, loss=default_anchor_options).criterion.lambda_coord == 5.0
+
+
+@pytest.mark.parametrize("head", [V1_HEAD, {"type": "anchors", "strides": [8], "anchors": [[[20, 20], [40, 30]]]}])
+def test_every_trained_parameter_gets_a_gradient_when_the_head_reads_an_inner_stage(head, data):
+    """DDP (without find_unused_parameters) fails on a trainable parameter the loss does not reach: the stages
+    deeper than the one the head reads (ResNet-18's layer4 under stride 8 or the v1 head on stage -2) are frozen."""
+    task = YoloDetector("resnet18", num_classes=3, image_size=64, model_options={"width_mult": 0.25}, head=head)
+    images, targets = data.on_after_batch_transfer(next(iter(data.train_dataloader())), 0)
+    task.compute_loss(task(images), targets)["loss"].backward()
+    trained = {name for name, p in task.named_parameters() if p.requires_grad}
+    assert trained and all(p.grad is not None for name, p in task.named_parameters() if name in trained)
+    assert not any(name.startswith("backbone.layer4.") for name in trained)
+    assert any(name.startswith("backbone.layer2.") for name in trained)

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -101,15 +101,20 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
             sub.training = training
 
 
-def freeze_unused_by_features(model: nn.Module, in_chans: int, size: int = 64) -> list[str]:
-    """Stop training the parameters that ``forward_features`` does not use (the classifier, auxiliary heads).
+def freeze_unused_by_features(
+    model: nn.Module, in_chans: int, stages: Sequence[int] | None = None, size: int = 64
+) -> list[str]:
+    """Stop training the parameters that the stage maps a head reads do not depend on: the classifier, auxiliary
+    heads, and the stages deeper than the deepest one read (``stages``: indices into ``forward_features``' maps;
+    default all of them).
 
     A backbone under a segmentation or detection head only runs its stages; parameters left out would get
     no gradient, which DDP reports as an error and weight decay would still shrink. Returns their names.
     """
     with evaluating(model):  # no batch-norm statistics are updated by the probe
         features = model.forward_features(torch.zeros(2, in_chans, size, size))
-        sum(f.float().sum() for f in features).backward()
+        read = features if stages is None else [features[i] for i in stages]
+        sum(f.float().sum() for f in read).backward()
     unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     for name, parameter in model.named_parameters():
         parameter.grad = None

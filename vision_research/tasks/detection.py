@@ -162,7 +162,7 @@ class YoloDetector(VisionTask):
             options = {k: v for k, v in head.items() if k in keyword_defaults(MultiScaleYoloHead)}
             self.head = MultiScaleYoloHead([info[i] for i in self.stages], num_classes, anchors, **options)
             self.criterion = YoloAnchorLoss(num_classes, anchors, strides, **(loss or {}))
-        freeze_unused_by_features(self.backbone, in_chans)
+        freeze_unused_by_features(self.backbone, in_chans, self.stages)
         self.category_ids = list(category_ids) if category_ids is not None else list(range(1, num_classes + 1))
         for stage in ("val", "test"):
             metric = CocoMeanAveragePrecision(

@@ -83,11 +83,13 @@ class SemanticSegmenter(VisionTask):
         self.backbone = create_model(model, in_chans=in_chans, **(model_options or {}))
         self.head = FCNHead(self.backbone.feature_info, num_classes, **(head or {}))
         self.aux_head = None
+        read = list(self.head.stages)
         if aux_loss_weight > 0:
             stage = select_stages(self.backbone.feature_info, [16])[0]
             self.aux_stage = stage
             self.aux_head = AuxiliaryHead(self.backbone.feature_info[stage]["num_chs"], num_classes, stride=16)
-        freeze_unused_by_features(self.backbone, in_chans)
+            read.append(stage)
+        freeze_unused_by_features(self.backbone, in_chans, read)
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index)
         names = list(class_names) if class_names is not None else None
