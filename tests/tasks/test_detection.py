@@ -207,7 +207,8 @@ def test_bad_options_are_config_errors():
 @pytest.mark.parametrize("head", [V1_HEAD, {"type": "anchors", "strides": [8], "anchors": [[[20, 20], [40, 30]]]}])
 def test_every_trained_parameter_gets_a_gradient_when_the_head_reads_an_inner_stage(head, data):
     """DDP (without find_unused_parameters) fails on a trainable parameter the loss does not reach: the stages
-    deeper than the one the head reads (ResNet-18's layer4 under stride 8 or the v1 head on stage -2) are frozen."""
+    deeper than the one the head reads are frozen (ResNet-18's layer3 and layer4 at stride 8, its layer4 under the v1
+    head on stage -2)."""
     task = YoloDetector("resnet18", num_classes=3, image_size=64, model_options={"width_mult": 0.25}, head=head)
     images, targets = data.on_after_batch_transfer(next(iter(data.train_dataloader())), 0)
     task.compute_loss(task(images), targets)["loss"].backward()
