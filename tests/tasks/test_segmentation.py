@@ -146,3 +146,12 @@ def test_loss_is_finite_under_bf16_autocast():
         loss = task.criterion(task(images), masks)
     assert torch.isfinite(loss)
     loss.backward()
+
+
+@pytest.mark.parametrize("aux_loss_weight", [0.0, 0.4])
+def test_every_backbone_stage_the_fcn_reads_trains_and_only_the_classifier_is_frozen(aux_loss_weight):
+    task = SemanticSegmenter(
+        "resnet18", num_classes=3, model_options={"width_mult": 0.25}, aux_loss_weight=aux_loss_weight
+    )
+    frozen = {name for name, p in task.backbone.named_parameters() if not p.requires_grad}
+    assert frozen == {"fc.weight", "fc.bias"}
