@@ -140,6 +140,15 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
     return callbacks
 
 
+def close_process_group() -> None:
+    """Every rank leaves together and closes the DDP group, if there is one. A process that exits with gloo's
+    worker threads still running can abort ("terminate called without an active exception") after its work is
+    done; Lightning leaves the group open after ``fit``, ``validate`` and ``test``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def trainer_options(cfg: DictConfig) -> dict[str, Any]:
     """``cfg.trainer`` as Trainer keyword arguments, checked against the Trainer's signature
     (``precision: auto`` resolved for this machine by :func:`vision_research.speed.resolve_precision`)."""
@@ -301,9 +310,5 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         logger.finalize("success")
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # Every rank leaves together and closes the group: a process exiting with gloo's threads still running can
-        # abort ("terminate called without an active exception") after its work is done.
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    close_process_group()
     return summary

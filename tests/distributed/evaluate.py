@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from vision_research.data import DigitsDataModule  # noqa: E402
 from vision_research.data.shapes import ShapesDataModule  # noqa: E402
 from vision_research.tasks import ImageClassifier, SemanticSegmenter, YoloDetector  # noqa: E402
+from vision_research.train import close_process_group  # noqa: E402
 
 SHAPES = {"num_train": 8, "num_val": 7, "num_test": 2, "seed": 11}  # 7: an odd count, padded by a DDP sampler
 
@@ -84,6 +85,7 @@ def main() -> None:
     if trainer.global_rank == 0:
         with open(out, "w") as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f)
+    close_process_group()
 
 
 if __name__ == "__main__":
