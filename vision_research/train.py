@@ -141,9 +141,10 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
 
 
 def close_process_group() -> None:
-    """Every rank leaves together and closes the DDP group, if there is one. A process that exits with gloo's
-    worker threads still running can abort ("terminate called without an active exception") after its work is
-    done; Lightning leaves the group open after ``fit``, ``validate`` and ``test``."""
+    """Every rank leaves together and closes the DDP group, if there is one. Lightning leaves the group open after
+    ``fit``, ``validate`` and ``test`` and closes it at interpreter exit without waiting for the other ranks; a
+    process exiting with gloo's worker threads still running can abort ("terminate called without an active
+    exception") after its work is done."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
