@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from tests.test_cli import FAST, vr
+from vision_research.build import build_datamodule
 from vision_research.cli import main
-from vision_research.predict import load_task
-from vision_research.train import build_datamodule
+from vision_research.run_dir import load_task
 
 DIGITS = ["data=digits", "logger.tensorboard=false"]
 SHAPES = [

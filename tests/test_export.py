@@ -22,9 +22,9 @@ import torch
 from omegaconf import OmegaConf
 
 from vision_research.cli import main
-from vision_research.export import FORMATS, detections, export
+from vision_research.export import FORMATS, export, postprocess
 from vision_research.export.graph import as_list
-from vision_research.predict import load_task
+from vision_research.run_dir import load_task
 from vision_research.tasks import ImageClassifier, SemanticSegmenter, YoloDetector
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -149,7 +149,7 @@ def test_fcn_takes_any_input_size(format, exported, tasks):
 def test_yolo_detections_after_postprocessing_equal_the_eager_task(name, exported, tasks):
     report, task = exported(name, "onnx"), tasks[name]
     images = images_for(name, 2)
-    found = detections(run_file(report.path, "onnx", images), report.sidecar)  # as the README shows
+    found = postprocess(run_file(report.path, "onnx", images), report.sidecar)  # as the README shows
     with torch.no_grad():
         expected = task.detect(task(images))
     assert len(found) == len(expected) == 2

@@ -10,9 +10,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
+from vision_research.build import build_datamodule, build_task
 from vision_research.cli import config_dir
 from vision_research.models.hub import tag_source
-from vision_research.train import build_datamodule, build_task, train
+from vision_research.train import train
 
 STUDIES = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("study_*.yaml"))
 

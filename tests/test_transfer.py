@@ -153,7 +153,7 @@ def test_finetune_folder_fine_tunes_a_pretrained_file_on_a_folder_per_class(sche
 
 @pytest.mark.parametrize("name", ["v1", "v2", "v3", "vgg16"])
 def test_the_histology_recipe_models_compose_at_the_books_150_pixels(name, tmp_path):
-    from vision_research.train import build_task
+    from vision_research.build import build_task
 
     (tmp_path / "01_TUMOR").mkdir()
     (tmp_path / "02_STROMA").mkdir()

@@ -15,7 +15,6 @@ eager figures, each metric's change (backend − eager) and both scoring times.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,14 +26,14 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from .build import build_datamodule, trainer_options
 from .config_tree import config_dir, flat_keys
 from .errors import ConfigError, close_matches, unknown_name_error
 from .inference import BACKENDS, build_from_batches, check_backend, serving
 from .models import count_parameters
 from .paths import path_safe
-from .predict import load_task, run_directory
+from .run_dir import EVAL, load_task, run_directory, write_config, write_metrics
 from .speed import speed_options
-from .train import build_datamodule, trainer_options
 
 # split → the Trainer method that evaluates it
 SPLITS = {"test": "test", "val": "validate"}
@@ -94,7 +93,7 @@ def default_output(run_dir: Path, split: str, data_name: str, overrides: Sequenc
     backend's name when it is not eager."""
     suffix = f"-{path_safe(','.join(overrides))}" if overrides else ""
     suffix += f"-{backend}" if backend != "eager" else ""
-    return run_dir / "eval" / f"{split}-{data_name}{suffix}"
+    return run_dir / EVAL / f"{split}-{data_name}{suffix}"
 
 
 def eval_trainer(cfg: DictConfig, output: Path) -> L.Trainer:
@@ -187,7 +186,7 @@ def evaluate(
     datamodule.setup(SPLITS[split])
     check_sizes(task, datamodule, f"data={data_name}" if data else f"the run's data node ({data_name})")
     output.mkdir(parents=True, exist_ok=True)
-    (output / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_config(output, cfg)
     summary: dict[str, Any] = {
         "checkpoint": cfg.eval.checkpoint,
         "split": split,
@@ -210,5 +209,5 @@ def evaluate(
             change={key: fast[key] - value for key, value in metrics.items()},
         )
     summary["seconds"] = round(time.perf_counter() - started, 2)
-    (output / "metrics.json").write_text(json.dumps(summary, indent=2))
+    write_metrics(output, summary)
     return {**summary, "output": str(output)}

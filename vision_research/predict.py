@@ -26,61 +26,18 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from .checkpoints import LOAD_ERRORS, load_error
 from .data.base import normalise
 from .data.formats import save_mask_png
 from .data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb
 from .data.transforms import build_classification_transforms, build_transforms
 from .errors import ConfigError, DataError
 from .inference import BACKENDS, build_from_batches, check_backend, serving
-from .tasks import TASKS
+from .run_dir import PREDICTIONS, load_task, run_directory, run_input_size
 from .tasks.base import Prediction
-from .train import import_user_modules
-
-
-def run_directory(checkpoint: Path) -> Path:
-    """The run directory of ``checkpoint``: the folder holding ``config.yaml``, above ``checkpoints/`` or beside it."""
-    for folder in (checkpoint.parent.parent, checkpoint.parent):
-        if (folder / "config.yaml").is_file():
-            return folder
-    raise DataError(
-        f"{checkpoint}: no config.yaml in its run directory; the checkpoint must stay in the run it was trained in "
-        "(<run>/checkpoints/)"
-    )
-
-
-def run_config(checkpoint: Path) -> DictConfig:
-    """The resolved config saved in the checkpoint's run directory."""
-    return OmegaConf.load(run_directory(checkpoint) / "config.yaml")
-
-
-def load_task(checkpoint: str | Path, device: str = "cpu") -> tuple[DictConfig, L.LightningModule]:
-    """The run config of ``checkpoint`` and its task with the saved weights (the run's ``imports`` imported first).
-
-    The file is loaded with ``weights_only=True`` (no pickled code runs). A missing file, a run without config.yaml, an
-    unknown ``task.name``, a file holding a pickled type that is not allowed and a file that is not a checkpoint of
-    that task raise one-line ``DataError`` / ``ConfigError`` naming the file.
-    """
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise DataError(f"{checkpoint}: checkpoint not found")
-    cfg = run_config(checkpoint)
-    import_user_modules(list(cfg.get("imports") or []))
-    try:
-        task_class = TASKS.get(cfg.task.name)
-    except ConfigError as err:
-        raise ConfigError(f"{run_directory(checkpoint) / 'config.yaml'}: task.name: {err}") from None
-    try:
-        task = task_class.load_from_checkpoint(checkpoint, map_location=device, weights_only=True)
-    except LOAD_ERRORS as err:
-        raise load_error(checkpoint, err, f"truncated, corrupt or not a checkpoint of a {cfg.task.name} task") from None
-    return cfg, task
 
 
 def image_files(source: Path) -> list[Path]:
@@ -104,13 +61,6 @@ def output_file(output: Path, name: str, suffix: str) -> Path:
     path = output / f"{name}{suffix}"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def run_input_size(cfg: DictConfig, task: L.LightningModule, default: int = 224) -> int:
-    """The side of a run's square input: the task's own ``image_size`` (a detector's), else its data node's
-    ``image_size`` / ``scene_size``, else ``default``."""
-    data = cfg.data
-    return int(task.hparams.get("image_size") or data.get("image_size") or data.get("scene_size") or default)
 
 
 class Predictor:
@@ -166,7 +116,7 @@ def predict(
     predictor = Predictor(checkpoint)
     source = Path(source)
     files = image_files(source)
-    output = Path(output) if output else Path(checkpoint).parent.parent / "predictions"
+    output = Path(output) if output else run_directory(Path(checkpoint)) / PREDICTIONS
     output.mkdir(parents=True, exist_ok=True)
     chunks = [files[start : start + batch_size] for start in range(0, len(files), batch_size)]
     forward, _ = build_from_batches(predictor.task, backend, (predictor.prepare(c)[0] for c in chunks), len(chunks))

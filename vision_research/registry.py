@@ -22,6 +22,27 @@ def keyword_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
     }
 
 
+def accepted_options(builder: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword options ``builder`` (a function or a class) accepts, with their defaults
+    (``inspect.Parameter.empty`` if none). A class whose ``__init__`` passes ``**options`` on to its base accepts
+    the base's options too (the tasks declare their shared options once, in ``VisionTask``)."""
+    signatures = (
+        [inspect.signature(c.__init__) for c in builder.__mro__ if "__init__" in c.__dict__]
+        if inspect.isclass(builder)
+        else [inspect.signature(builder)]
+    )
+    options: dict[str, Any] = {}
+    for signature in signatures:
+        params = list(signature.parameters.values())
+        for p in params:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                options.setdefault(p.name, p.default)
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    options.pop("self", None)
+    return options
+
+
 class Registry(Generic[T]):
     """Builders registered by name; unknown names and unknown options raise ``ConfigError`` with hints."""
 
@@ -54,23 +75,7 @@ class Registry(Generic[T]):
 
     def options(self, name: str) -> dict[str, Any]:
         """The keyword options a builder accepts, with their defaults (``inspect.Parameter.empty`` if none)."""
-        builder = self.get(name)
-        # A class whose __init__ passes **options on to its base accepts the base's options too.
-        signatures = (
-            [inspect.signature(c.__init__) for c in builder.__mro__ if "__init__" in c.__dict__]
-            if inspect.isclass(builder)
-            else [inspect.signature(builder)]
-        )
-        options: dict[str, Any] = {}
-        for signature in signatures:
-            params = list(signature.parameters.values())
-            for p in params:
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-                    options.setdefault(p.name, p.default)
-            if not any(p.kind == p.VAR_KEYWORD for p in params):
-                break
-        options.pop("self", None)
-        return options
+        return accepted_options(self.get(name))
 
     def check_options(self, name: str, options: Mapping[str, Any]) -> None:
         """Raise a ``ConfigError`` naming each option ``name`` does not accept, with close matches."""

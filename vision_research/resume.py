@@ -17,7 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError
+from .run_dir import CONFIG, LAST_CHECKPOINT, OVERRIDES, check_run_to_resume
 
 # Config keys a resumed run may change: how long it runs, how it reports, its processes and what it tests at the end.
 MAY_CHANGE_ON_RESUME = (
@@ -34,7 +35,6 @@ MAY_CHANGE_ON_RESUME = (
 )
 # Learning-rate schedules whose steps do not depend on the run's length, so that the run may be lengthened on resume.
 LENGTH_FREE_SCHEDULES = ("none", "step")
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 
 def _override_key(override: str) -> str:
@@ -50,16 +50,10 @@ def resume_arguments(args: list[str]) -> list[str]:
     if any(a in ("-m", "--multirun") for a in args):
         raise ConfigError("resume=RUN_DIR continues one run; it cannot be part of a sweep (-m)")
     run_dir = Path(resume[-1].split("=", 1)[1].strip("'\"")).expanduser().resolve()
-    overrides_file = run_dir / ".hydra" / "overrides.yaml"
-    if not run_dir.is_dir():
-        raise ConfigError(f"resume={run_dir}: no such run directory")
-    if not overrides_file.is_file() or not (run_dir / "config.yaml").is_file():
-        raise ConfigError(
-            f"resume={run_dir}: not a run directory of vr train (it lacks config.yaml or .hydra/overrides.yaml)"
-        )
+    check_run_to_resume(run_dir)
     new = [a for a in args if _override_key(a) not in ("resume", "hydra.run.dir")]
     replaced = {_override_key(a) for a in new if not a.startswith("-")}
-    original = [o for o in OmegaConf.load(overrides_file) if _override_key(o) not in (*replaced, "resume")]
+    original = [o for o in OmegaConf.load(run_dir / OVERRIDES) if _override_key(o) not in (*replaced, "resume")]
     quoted = "'" + str(run_dir).replace("\\", "\\\\").replace("'", "\\'") + "'"
     return [*original, *new, f"hydra.run.dir={quoted}", f"resume={quoted}"]
 
@@ -76,7 +70,7 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
 def check_resume_config(run_dir: Path, cfg: DictConfig) -> None:
     """Raise ``ConfigError`` naming every key (with its old and new value) in which ``cfg`` differs from the run's
     ``config.yaml`` beyond :data:`MAY_CHANGE_ON_RESUME`."""
-    stored = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True))
+    stored = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG), resolve=True))
     current = _flat(OmegaConf.to_container(cfg, resolve=True))
     changed = [
         key
@@ -100,22 +94,3 @@ def check_resume_config(run_dir: Path, cfg: DictConfig) -> None:
             f"resume={run_dir}: the config differs from the run's config.yaml in {shown}. A resumed run may change "
             f"only {', '.join(MAY_CHANGE_ON_RESUME[1:])}; start a new run for anything else"
         )
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The run's ``checkpoints/last.ckpt`` (None when it was killed before its first epoch ended)."""
-    path = run_dir / LAST_CHECKPOINT
-    return path if path.is_file() else None
-
-
-def checkpoint_step(path: Path) -> int:
-    """The global step a Lightning checkpoint was saved at; an unreadable file or another kind of file is a
-    one-line ``DataError`` naming it."""
-    # Imported here: `vr train` expands resume= before Hydra sets up logging, and importing Lightning first would
-    # keep its messages out of the run's log file.
-    from .checkpoints import safe_load
-
-    checkpoint = safe_load(path)
-    if not isinstance(checkpoint, dict) or "global_step" not in checkpoint:
-        raise DataError(f"{path}: not a Lightning checkpoint (it has no global_step); cannot resume from it")
-    return int(checkpoint["global_step"])

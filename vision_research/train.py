@@ -6,10 +6,6 @@ hparams with the final metrics), ``checkpoints/best.ckpt`` and ``metrics.json``.
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +23,9 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher  # Lightning's re-running DDP launcher
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from .build import build_datamodule, build_task, import_user_modules, plain, trainer_options
 from .callbacks import (
     BackboneFreeze,
     DivergenceGuard,
@@ -38,52 +35,12 @@ from .callbacks import (
     WarmupEMA,
 )
 from .checkpoints import AtomicCheckpointIO
-from .data import create_datamodule
-from .errors import ConfigError, RunDirectoryInUse, close_matches
+from .errors import ConfigError
 from .models import count_parameters
-from .models.hub import pretrained_class_names
 from .paths import check_can_create
-from .resume import check_resume_config, checkpoint_step, last_checkpoint
-from .speed import resolve_precision, speed_options
-from .tasks import TASKS
-
-
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-
-
-def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    """The datamodule named by ``cfg.data.name``, with the node's other keys as its options."""
-    data_options = _plain(cfg.data)
-    return create_datamodule(data_options.pop("name"), **data_options)
-
-
-def build_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
-    """The task named by ``cfg.task.name`` over the model of ``cfg.model``, given what the datamodule knows
-    (the task's ``options_from_data``: the ``tasks.contract.TaskData`` facts its constructor names, and more); the
-    class names of ``torchvision:`` / ``timm:`` weights when the data gives none for as many classes."""
-    task_options = _plain(cfg.task)
-    name = task_options.pop("name")
-    model_options = _plain(cfg.model)
-    model_name = model_options.pop("name")
-    pretrained = model_options.pop("pretrained", None)
-    pretrained_source = model_options.pop("pretrained_source", "native")
-    options = {
-        "model": model_name,
-        "model_options": model_options,
-        "pretrained": pretrained,
-        "pretrained_source": pretrained_source,
-        **task_options,
-    }
-    task_class = TASKS.get(name)
-    TASKS.check_options(name, options)
-    options = task_class.options_from_data(options, datamodule)
-    # Published weights name their classes: a task with as many classes and no names from the data takes them.
-    if "class_names" in inspect.signature(task_class.__init__).parameters and not options.get("class_names"):
-        names = pretrained_class_names(pretrained)
-        if names and options.get("num_classes") == len(names):
-            options["class_names"] = names
-    return task_class(**options)
+from .resume import check_resume_config
+from .run_dir import check_fresh_run_dir, checkpoint_step, last_checkpoint, write_config, write_metrics
+from .speed import speed_options
 
 
 def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> list[Callback]:
@@ -115,7 +72,7 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
         )
     if callbacks_cfg.ema_decay is not None:
         callbacks.append(WarmupEMA(callbacks_cfg.ema_decay))
-    finetune = _plain(callbacks_cfg.finetune)
+    finetune = plain(callbacks_cfg.finetune)
     if finetune.pop("cache_features", False):
         epochs = cfg.trainer.get("max_epochs")
         if 0 < finetune["freeze_epochs"] < (epochs or 0) or finetune["unfreeze_from"] is not None:
@@ -134,7 +91,7 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
         raise ConfigError(f"callbacks.progress_bar={callbacks_cfg.progress_bar!r}: choose rich, tqdm or none")
     if callbacks_cfg.progress_bar in bars:
         callbacks.append(bars[callbacks_cfg.progress_bar]())
-    callbacks.append(speed_options(_plain(cfg.speed)))
+    callbacks.append(speed_options(plain(cfg.speed)))
     callbacks.append(TrainingThroughput())
     callbacks.append(DivergenceGuard(cfg.divergence.max_skipped_steps))
     return callbacks
@@ -148,21 +105,6 @@ def close_process_group() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-
-
-def trainer_options(cfg: DictConfig) -> dict[str, Any]:
-    """``cfg.trainer`` as Trainer keyword arguments, checked against the Trainer's signature
-    (``precision: auto`` resolved for this machine by :func:`vision_research.speed.resolve_precision`)."""
-    options = _plain(cfg.trainer)
-    allowed = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
-    for key in options:
-        if key not in allowed:
-            matches = close_matches(key, allowed)
-            hint = f" Did you mean {', '.join('trainer.' + m for m in matches)}?" if matches else ""
-            raise ConfigError(f"unknown config key 'trainer.{key}': not a Lightning Trainer argument.{hint}")
-    if "precision" in options:
-        options["precision"] = resolve_precision(options["precision"], str(options.get("accelerator", "auto")))
-    return options
 
 
 def _hydra_sweep() -> bool:
@@ -196,33 +138,6 @@ def _checkpoint_to_test(which: str, best: ModelCheckpoint, latest: ModelCheckpoi
     return (best.best_model_path if which == "best" else latest.best_model_path) or None
 
 
-def check_fresh_run_dir(run_dir: Path) -> None:
-    """Refuse a run directory that holds a previous run's checkpoints, ``metrics.json`` or TensorBoard events (what
-    Hydra writes before the run — ``.hydra/``, its log — and a ``config.yaml`` are no results)."""
-    results = sorted(
-        p.relative_to(run_dir).as_posix()
-        for p in [run_dir / "metrics.json", *run_dir.glob("checkpoints/*"), *run_dir.glob("events.out.tfevents.*")]
-        if p.is_file()
-    )
-    if results:
-        shown = ", ".join(results[:3]) + (", ..." if len(results) > 3 else "")
-        raise RunDirectoryInUse(
-            f"run directory {run_dir} already holds a previous run ({shown}); choose another hydra.run.dir "
-            "(or delete that run)"
-        )
-
-
-def import_user_modules(modules: list[str]) -> None:
-    """Import the modules named in ``cfg.imports`` (from the current folder too) so they can register."""
-    if modules and "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise ConfigError(f"imports: cannot import '{module}': {err}") from err
-
-
 def prepare_run_dir(run_dir: Path, cfg: DictConfig) -> Path | None:
     """Make ``run_dir`` and check it: empty of results for a new run, the same config for ``cfg.resume``; write
     ``config.yaml``. Returns the checkpoint to resume from (None: start from scratch)."""
@@ -239,7 +154,7 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig) -> Path | None:
             check_resume_config(run_dir, cfg)
         else:
             check_fresh_run_dir(run_dir)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        write_config(run_dir, cfg)
     return last_checkpoint(run_dir) if resuming else None
 
 
@@ -307,9 +222,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     }
     if logger:
         hp_metrics = {"hp/" + k.replace("/", "_"): v for k, v in metrics.items() if k.startswith(("best/", "test/"))}
-        logger.log_hyperparams(_plain(cfg), metrics=hp_metrics)
+        logger.log_hyperparams(plain(cfg), metrics=hp_metrics)
         logger.finalize("success")
     if trainer.is_global_zero:
-        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        write_metrics(run_dir, summary)
     close_process_group()
     return summary

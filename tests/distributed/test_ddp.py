@@ -16,10 +16,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from vision_research.build import trainer_options
 from vision_research.cli import config_dir
 from vision_research.data.shapes import generate_shapes
 from vision_research.tasks import ImageClassifier
-from vision_research.train import trainer_options
 
 from .evaluate import SHAPES
 

@@ -134,7 +134,7 @@ def test_build_task_takes_the_class_names_of_the_weights(num_classes, expected):
 
     from omegaconf import OmegaConf
 
-    from vision_research.train import build_task
+    from vision_research.build import build_task
 
     cfg = OmegaConf.create({"task": {"name": "classification"}, "model": {"name": "lenet5", "pretrained": TV_TAG}})
     data = SimpleNamespace(num_classes=num_classes, in_chans=1, class_names=[])

@@ -9,12 +9,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from vision_research.build import build_task
 from vision_research.cli import config_dir
 from vision_research.data.shapes import ShapesDataModule, generate_shapes
 from vision_research.errors import ConfigError
 from vision_research.tasks.localization import ObjectLocalizer, decode_boxes, encode_boxes, largest_objects
 from vision_research.tasks.registry import TASKS
-from vision_research.train import build_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models (conftest.py)
 

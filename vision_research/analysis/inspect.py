@@ -60,7 +60,7 @@ def load_model(
     if ckpt is not None:
         if pretrained is not None:
             raise ConfigError("--pretrained goes with --model; a checkpoint brings its own weights")
-        from ..predict import load_task, run_input_size
+        from ..run_dir import load_task, run_input_size
 
         cfg, task = load_task(ckpt)
         model = task.model if cfg.task.name == "classification" else task.pretrained_module()
@@ -312,11 +312,11 @@ def log_to_run(ckpt: str | Path, tag: str, picture: Figure | str | Path) -> Path
     it shows in the run's Images tab beside its curves; returns the run folder, None for a file outside a run."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from ..resume import checkpoint_step
+    from ..run_dir import CHECKPOINTS, CONFIG, checkpoint_step
 
     ckpt = Path(ckpt).resolve()
     run_dir = ckpt.parent.parent
-    if ckpt.parent.name != "checkpoints" or not (run_dir / "config.yaml").is_file():
+    if ckpt.parent.name != CHECKPOINTS.name or not (run_dir / CONFIG).is_file():
         return None
     step = checkpoint_step(ckpt)
     with SummaryWriter(log_dir=str(run_dir)) as writer:

@@ -19,8 +19,9 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, DataError
+from ..run_dir import CONFIG, HYDRA_CONFIG, HYDRA_STATE, METRICS, OVERRIDES
 
-RUN_MARKERS = ("config.yaml", ".hydra/config.yaml")
+RUN_MARKERS = (CONFIG, HYDRA_CONFIG)
 
 
 @dataclass
@@ -92,7 +93,7 @@ def _read_yaml(path: Path) -> Any:
 
 def _overrides(run_dir: Path) -> dict[str, str]:
     """``.hydra/overrides.yaml`` as key → value text; ``+``/``++``/``~`` prefixes dropped."""
-    path = run_dir / ".hydra" / "overrides.yaml"
+    path = run_dir / OVERRIDES
     items = _read_yaml(path) if path.is_file() else []
     pairs = (str(item).partition("=") for item in items or [])
     return {key.lstrip("+~"): value for key, _, value in pairs}
@@ -100,7 +101,7 @@ def _overrides(run_dir: Path) -> dict[str, str]:
 
 def _group_choices(run_dir: Path) -> dict[str, Any]:
     """The config-group choices of the run (``experiment``, ``model``, ``task/head`` …), Hydra's own left out."""
-    path = run_dir / ".hydra" / "hydra.yaml"
+    path = run_dir / HYDRA_STATE
     if not path.is_file():
         return {}
     choices = ((_read_yaml(path) or {}).get("hydra", {}).get("runtime", {}) or {}).get("choices", {}) or {}
@@ -109,15 +110,15 @@ def _group_choices(run_dir: Path) -> dict[str, Any]:
 
 def _problem(summary: dict[str, Any] | None, metrics_name: str) -> str | None:
     if summary is None:
-        return "did not finish (no metrics.json)" if metrics_name == "metrics.json" else f"no {metrics_name}"
+        return "did not finish (no metrics.json)" if metrics_name == str(METRICS) else f"no {metrics_name}"
     bad = [k for k, v in summary.get("metrics", {}).items() if isinstance(v, float) and not math.isfinite(v)]
     return f"non-finite metrics: {', '.join(sorted(bad))}" if bad else None
 
 
-def load_run(run_dir: Path, metrics_name: str = "metrics.json") -> Run:
+def load_run(run_dir: Path, metrics_name: str = str(METRICS)) -> Run:
     """Read one run directory; ``metrics_name`` may point into the run, e.g. ``eval/val-mnist/metrics.json``."""
-    config_file = run_dir / "config.yaml"
-    config = _read_yaml(config_file if config_file.is_file() else run_dir / ".hydra" / "config.yaml") or {}
+    config_file = run_dir / CONFIG
+    config = _read_yaml(config_file if config_file.is_file() else run_dir / HYDRA_CONFIG) or {}
     settings = {**flatten(config), **_group_choices(run_dir)}
     metrics_file = run_dir / metrics_name
     summary = None
@@ -131,7 +132,7 @@ def load_run(run_dir: Path, metrics_name: str = "metrics.json") -> Run:
 
 def load_runs(
     roots: Iterable[str | Path],
-    metrics_name: str = "metrics.json",
+    metrics_name: str = str(METRICS),
     progress: Callable[[Iterable[Path]], Iterable[Path]] = iter,
 ) -> list[Run]:
     """Every run under ``roots``; a root that does not exist or holds no run is a ``ConfigError``."""

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, unknown_name_error
-from ..predict import load_task, run_input_size
+from ..run_dir import load_task, run_input_size
 from .formats import FORMATS
 from .graph import inference_graph
 from .sidecar import graph_facts, task_facts, write_sidecar
@@ -83,7 +83,7 @@ def export(
     images = verification_images(task.hparams.in_chans, run_input_size(cfg, task), DTYPES[dtype])
     path = output_path(checkpoint, spec.suffix, dtype, output)
     with torch.no_grad():
-        graph = inference_graph(cfg, task, images if dynamic_batch else images[:1], dynamic_batch)
+        graph = inference_graph(task, images if dynamic_batch else images[:1], dynamic_batch)
         opset = spec.save(graph, path, opset)
     tolerance = TOLERANCES[dtype] if tolerance is None else tolerance
     check = {**compare(graph, spec.load(path), images, tolerance), "runtime": spec.runtime}

@@ -6,8 +6,9 @@
   [H, W], ``channels``, ``layout`` (NCHW), and how an image becomes it: ``preprocessing`` (``letterbox``: the
   longest side to ``input_size``, centred on a padded square; ``resize_crop``: shorter side resized, centre crop),
   then ``(x / 255 − mean) / std`` per channel with ``mean`` and ``std``;
-- ``class_names``; detection adds ``category_ids`` (the COCO ids of the classes, in order) and ``postprocess``,
-  the keyword arguments of ``tasks.detection.decode_detections`` (``export.detections`` reads them);
+- ``class_names``, and what the task adds (``VisionTask.export_facts``; detection: ``category_ids``, the COCO ids
+  of the classes in order, and ``postprocess``, the keyword arguments of its decoding, which :func:`postprocess`
+  applies to the file's outputs);
 - ``outputs``: ``name`` and ``shape`` of each, in order;
 - ``verification``: ``images``, ``seed``, ``max_abs_diff``, ``output_scale``, ``tolerance``, ``passed``,
   ``runtime`` (``verify.py``).
@@ -16,14 +17,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
+import numpy as np
 import torch
 from omegaconf import DictConfig
+from torch import Tensor
 
-from ..tasks import YoloDetector
+from ..tasks import TASKS
+from ..tasks.base import VisionTask
 from .graph import Graph
 
 
@@ -32,7 +36,7 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.json")
 
 
-def task_facts(cfg: DictConfig, task: L.LightningModule, checkpoint: Path) -> dict[str, Any]:
+def task_facts(cfg: DictConfig, task: VisionTask, checkpoint: Path) -> dict[str, Any]:
     """The sidecar's facts of the checkpoint's task, read before it is cast to the export's dtype (a detector's
     anchors stay fp32)."""
     mean, std = task.input_stats
@@ -46,9 +50,8 @@ def task_facts(cfg: DictConfig, task: L.LightningModule, checkpoint: Path) -> di
         "mean": list(mean),
         "std": list(std),
         "class_names": task.class_names,
+        **task.export_facts(),
     }
-    if isinstance(task, YoloDetector):
-        facts.update(category_ids=list(task.category_ids), postprocess=task.decoding())
     return facts
 
 
@@ -76,3 +79,13 @@ def write_sidecar(path: Path, metadata: dict[str, Any]) -> Path:
 def read_sidecar(sidecar: str | Path | dict[str, Any]) -> dict[str, Any]:
     """A sidecar's contents from its path (or the contents themselves)."""
     return sidecar if isinstance(sidecar, dict) else json.loads(Path(sidecar).read_text())
+
+
+def postprocess(outputs: Sequence[np.ndarray | Tensor], sidecar: str | Path | dict[str, Any]) -> Any:
+    """What an exported file's ``outputs`` (onnxruntime's arrays or tensors, in the file's order) mean, by its
+    ``sidecar`` (path or contents): the task's ``postprocess_exported`` — a detector's per-image detections
+    ``{"boxes" [K, 4] xyxy input pixels, "scores" [K], "labels" [K]}``, best first, decoded and NMS-filtered as the
+    eager task does (``vision_research.geometry.boxes_to_original`` maps the boxes to the original image); the
+    outputs as tensors for the other tasks."""
+    facts = read_sidecar(sidecar)
+    return TASKS.get(facts["task"]).postprocess_exported([torch.as_tensor(out) for out in outputs], facts)

@@ -3,8 +3,7 @@ starts, the optimizer and schedule, and the hook ``vr predict`` calls (``predict
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +13,10 @@ from torch import Tensor, nn
 
 from ..constants import dataset_stats
 from ..errors import ConfigError
+from ..models import create_model
 from ..models.hub import load_weights
 from ..optim import backbone_stages, build_optimizer, build_scheduler
+from ..registry import accepted_options
 from .contract import TaskData, options_from
 
 
@@ -30,28 +31,69 @@ class Prediction:
 
 
 class VisionTask(L.LightningModule):
-    """Base of the tasks: ``monitor`` names the primary metric; hparams hold ``pretrained``,
-    ``pretrained_source``, ``optimizer`` and ``scheduler`` (dicts described in :mod:`vision_research.optim`),
-    and the data's ``mean`` / ``std`` (``tasks.contract``). A task's ``val_metrics`` / ``test_metrics`` (a
-    torchmetrics ``Metric`` or ``MetricCollection``), if it keeps them there, are reset as each evaluation epoch
-    starts (:meth:`_fresh_metrics`).
+    """Base of the tasks. Its constructor takes the options every task shares — declared once, here — and saves
+    them with the subclass's own as hparams (Lightning collects the arguments of every ``__init__`` of the chain):
+
+    - ``model`` (a registered backbone or ``timm:<name>``) with ``model_options``, ``num_classes`` and ``in_chans``,
+      which a task lists again for its own defaults, and passes on;
+    - ``pretrained`` / ``pretrained_source`` (loaded when fitting starts, into :meth:`pretrained_module`): a local
+      checkpoint laid out as the source says (native, torchvision or timm), or a ``torchvision:`` / ``timm:`` tag;
+    - ``optimizer`` and ``scheduler`` (dicts described in :mod:`vision_research.optim`);
+    - ``class_names``, ``mean`` and ``std``: the data's facts (``tasks.contract``).
+
+    ``monitor`` names the primary metric. A task's ``val_metrics`` / ``test_metrics`` (a torchmetrics ``Metric`` or
+    ``MetricCollection``), if it keeps them there, are reset as each evaluation epoch starts (:meth:`_fresh_metrics`).
 
     ``vr predict`` fits each image to the input as ``preprocessing`` says ("letterbox", the detection pipelines'
     evaluation transform, or "resize_crop", the classification one), normalises it with the task's ``mean`` /
-    ``std`` and writes what :meth:`predict_images` returns (``prediction_columns`` head ``predictions.csv``)."""
+    ``std`` and writes what :meth:`predict_images` returns (``prediction_columns`` head ``predictions.csv``).
+
+    ``vr export`` writes the task's ``forward``; the task says what the graph's outputs are called
+    (``output_names``, or :meth:`export_output_names`), which input axes stay free besides the batch
+    (``free_input_axes``), what its sidecar adds (:meth:`export_facts`) and how the exported outputs become
+    predictions (:meth:`postprocess_exported`)."""
 
     monitor: str
     monitor_mode: str = "max"
     preprocessing: str = "letterbox"
     prediction_columns: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+    # Metrics `vr eval metric=NAME` can score with instead of the task's own (use_metric); none by default.
+    evaluation_metrics: tuple[str, ...] = ()
+    free_input_axes: dict[int, str] = {}  # read only: e.g. {2: "height", 3: "width"}
     _pretrained_loaded: bool = False
+
+    def __init__(
+        self,
+        model: str = "resnet18",
+        num_classes: int = 10,
+        in_chans: int = 3,
+        model_options: dict[str, Any] | None = None,
+        pretrained: str | None = None,
+        pretrained_source: str = "native",
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if class_names is not None and len(class_names) != num_classes:
+            raise ConfigError(f"{len(class_names)} class names for {num_classes} classes")
+        # The logger gets the whole resolved config at the end of the run, with the final metrics.
+        self.save_hyperparameters(logger=False)
+
+    def create_backbone(self, **options: Any) -> nn.Module:
+        """The task's ``model`` with its ``model_options`` for ``in_chans`` input channels (``options``: more, e.g. a
+        classifier's ``num_classes``)."""
+        hparams = self.hparams
+        return create_model(hparams.model, in_chans=hparams.in_chans, **(hparams.model_options or {}), **options)
 
     @classmethod
     def options_from_data(cls, options: dict[str, Any], datamodule: TaskData) -> dict[str, Any]:
         """``options`` completed with what the data knows: the ``TaskData`` facts the constructor names (``options``
         given win); a task that needs more (detection: category ids, anchors) extends this."""
-        accepted = list(inspect.signature(cls.__init__).parameters)
-        return {**options_from(datamodule, accepted), **options}
+        return {**options_from(datamodule, list(accepted_options(cls))), **options}
 
     def pretrained_module(self) -> nn.Module:
         """The module the ``pretrained`` checkpoint is loaded into (the backbone)."""
@@ -79,6 +121,29 @@ class VisionTask(L.LightningModule):
         raise ConfigError(
             f"{type(self).__name__} does not predict image files: give it a predict_images method (tasks/base.py)"
         )
+
+    def use_metric(self, name: str) -> None:
+        """Score validation and test with the metric ``name`` (one of ``evaluation_metrics``) instead of the task's
+        own: ``vr eval metric=NAME``. A task without others says so."""
+        others = f"; choose {', '.join(self.evaluation_metrics)}" if self.evaluation_metrics else " only"
+        raise ConfigError(f"metric={name}: a {type(self).__name__} scores with its own metrics{others}")
+
+    def export_output_names(self, count: int) -> list[str]:
+        """The names of the ``count`` outputs of :meth:`forward` in an exported graph: ``output_names`` when it
+        names as many, else ``output0``, ``output1``, ..."""
+        names = list(self.output_names)
+        return names if len(names) == count else [f"output{i}" for i in range(count)]
+
+    def export_facts(self) -> dict[str, Any]:
+        """What an export's sidecar holds for this task beyond what every task's holds (input, normalisation, class
+        names, outputs); read before the task is cast to the export's dtype."""
+        return {}
+
+    @classmethod
+    def postprocess_exported(cls, outputs: Sequence[Tensor], facts: Mapping[str, Any]) -> Any:
+        """What an exported graph's ``outputs`` (in the file's order) mean, given its sidecar's ``facts``: by default
+        the outputs themselves (logits, class scores, ...)."""
+        return list(outputs)
 
     def setup(self, stage: str) -> None:
         if stage == "fit":

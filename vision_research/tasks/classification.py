@@ -21,7 +21,6 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..errors import ConfigError
-from ..models import create_model
 from .base import Prediction, VisionTask
 from .registry import register_task
 
@@ -42,32 +41,23 @@ class ImageClassifier(VisionTask):
     monitor_mode = "max"
     preprocessing = "resize_crop"
     prediction_columns = ("top-5 class:probability",)
+    output_names = ("logits",)
 
     def __init__(
         self,
         model: str = "lenet5",
         num_classes: int = 10,
         in_chans: int = 1,
-        model_options: dict[str, Any] | None = None,
-        pretrained: str | None = None,
-        pretrained_source: str = "native",
+        *,
         new_classifier: bool = False,
-        optimizer: dict[str, Any] | None = None,
-        scheduler: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
         aux_loss_weight: float = 0.3,
-        class_names: list[str] | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"task.label_smoothing must be in [0, 1); got {label_smoothing}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ConfigError(f"{len(class_names)} class names for {num_classes} classes")
-        # The logger gets the whole resolved config at the end of the run, with the final metrics.
-        self.save_hyperparameters(logger=False)
-        self.model = create_model(model, num_classes=num_classes, in_chans=in_chans, **(model_options or {}))
+        super().__init__(model, num_classes, in_chans, **options)
+        self.model = self.create_backbone(num_classes=num_classes)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         accuracy = MetricCollection(
             {

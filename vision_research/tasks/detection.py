@@ -22,7 +22,7 @@ those evaluated, so a bare DataLoader of the detection datasets evaluates too. E
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ from ..heads.stages import select_stages
 from ..heads.yolo_head import MultiScaleYoloHead, YoloV1Head, decode_anchors, decode_v1, kmeans_anchors, postprocess
 from ..losses.yolo_loss import YoloAnchorLoss, YoloV1Loss
 from ..metrics.detection import COCO_STATS_NAMES, CocoMeanAveragePrecision, detections_to_coco
-from ..models import create_model, freeze_unused_by_features
+from ..models import freeze_unused_by_features
 from ..registry import keyword_defaults
 from ..visualize import denormalize, draw_boxes
 from .base import Prediction, VisionTask
@@ -109,29 +109,20 @@ class YoloDetector(VisionTask):
         model: str = "resnet18",
         num_classes: int = 20,
         in_chans: int = 3,
+        *,
         image_size: int = 416,
-        model_options: dict[str, Any] | None = None,
-        pretrained: str | None = None,
-        pretrained_source: str = "native",
         head: dict[str, Any] | None = None,
         loss: dict[str, Any] | None = None,
         postprocess: dict[str, Any] | None = None,
         coco_backend: str = "auto",
-        optimizer: dict[str, Any] | None = None,
-        scheduler: dict[str, Any] | None = None,
-        class_names: Sequence[str] | None = None,
         category_ids: Sequence[int] | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
         log_images_every_n_epochs: int = 5,
         num_images_to_log: int = 4,
+        **options: Any,
     ) -> None:
-        super().__init__()
-        if class_names is not None and len(class_names) != num_classes:
-            raise ConfigError(f"{len(class_names)} class names for {num_classes} classes")
         if category_ids is not None and len(category_ids) != num_classes:
             raise ConfigError(f"{len(category_ids)} category ids for {num_classes} classes")
-        self.save_hyperparameters(logger=False)
+        super().__init__(model, num_classes, in_chans, **options)
         head = {"type": "v1", **(head or {})}
         if head["type"] not in HEAD_TYPES:
             raise ConfigError(f"task.head.type must be one of {', '.join(HEAD_TYPES)}; got '{head['type']}'")
@@ -141,7 +132,7 @@ class YoloDetector(VisionTask):
             raise ConfigError(
                 f"task.postprocess has no option {sorted(unknown)}; options: {sorted(POSTPROCESS_DEFAULTS)}"
             )
-        self.backbone = create_model(model, in_chans=in_chans, **(model_options or {}))
+        self.backbone = self.create_backbone()
         info = self.backbone.feature_info
         if head["type"] == "v1":
             self._check_keys(head, V1_HEAD_KEYS)
@@ -218,6 +209,28 @@ class YoloDetector(VisionTask):
     def detect(self, raw: Tensor | list[Tensor]) -> list[dict[str, Tensor]]:
         """Decoded, NMS-filtered detections per image in input pixels."""
         return decode_detections(raw, **self.decoding())
+
+    # ------------------------------------------------------------------ export
+    def export_output_names(self, count: int) -> list[str]:
+        """``raw`` (v1), or ``raw_stride<s>`` per scale (anchors)."""
+        strides = self.decoding().get("strides")
+        return [f"raw_stride{s}" for s in strides] if strides else ["raw"]
+
+    def export_facts(self) -> dict[str, Any]:
+        """The COCO ids of the classes, in order, and ``postprocess``: the keyword arguments of
+        :func:`decode_detections` (the anchors as the checkpoint holds them, fp32)."""
+        return {"category_ids": list(self.category_ids), "postprocess": self.decoding()}
+
+    @classmethod
+    def postprocess_exported(cls, outputs: Sequence[Tensor], facts: Mapping[str, Any]) -> list[dict[str, Tensor]]:
+        """Per-image detections from an exported detector's raw outputs, decoded and NMS-filtered by
+        :func:`decode_detections` with the sidecar's ``postprocess`` (NMS stays out of the graph: its candidate
+        counts depend on the image, which a trace would freeze)."""
+        decoding = facts.get("postprocess")
+        if decoding is None:
+            raise DataError("the sidecar of an exported detector has no 'postprocess' (the decoding's settings)")
+        raw = [torch.as_tensor(out) for out in outputs]
+        return decode_detections(raw if decoding.get("anchors") else raw[0], **decoding)
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> Tensor:

@@ -40,7 +40,7 @@ from torchvision.ops import box_area, box_iou
 
 from ..errors import ConfigError
 from ..geometry import boxes_to_original
-from ..models import create_model, freeze_unused_by_features
+from ..models import freeze_unused_by_features
 from ..visualize import draw_boxes
 from .base import Prediction, VisionTask
 from .registry import register_task
@@ -117,6 +117,7 @@ class ObjectLocalizer(VisionTask):
 
     monitor = "val/loc_acc"
     prediction_columns = ("class", "probability", "x1", "y1", "x2", "y2")
+    output_names = ("logits", "boxes")
     monitor_mode = "max"
 
     def __init__(
@@ -124,26 +125,17 @@ class ObjectLocalizer(VisionTask):
         model: str = "resnet18",
         num_classes: int = 3,
         in_chans: int = 3,
-        model_options: dict[str, Any] | None = None,
-        pretrained: str | None = None,
-        pretrained_source: str = "native",
+        *,
         box_loss_weight: float = 5.0,
         iou_threshold: float = 0.5,
-        optimizer: dict[str, Any] | None = None,
-        scheduler: dict[str, Any] | None = None,
-        class_names: list[str] | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__()
         if box_loss_weight < 0:
             raise ConfigError(f"task.box_loss_weight must be >= 0; got {box_loss_weight}")
         if not 0.0 < iou_threshold <= 1.0:
             raise ConfigError(f"task.iou_threshold must be in (0, 1]; got {iou_threshold}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ConfigError(f"{len(class_names)} class names for {num_classes} classes")
-        self.save_hyperparameters(logger=False)
-        backbone = create_model(model, in_chans=in_chans, **(model_options or {}))
+        super().__init__(model, num_classes, in_chans, **options)
+        backbone = self.create_backbone()
         freeze_unused_by_features(backbone, in_chans)
         self.model = LocalizationNet(backbone, num_classes)
         self.train_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")

@@ -24,7 +24,7 @@ from ..geometry import letterbox_geometry
 from ..heads.fcn import AuxiliaryHead, FCNHead
 from ..heads.stages import select_stages
 from ..metrics.segmentation import SegmentationMetrics
-from ..models import create_model, freeze_unused_by_features
+from ..models import freeze_unused_by_features
 from ..visualize import denormalize, segmentation_panels
 from .base import Prediction, VisionTask
 from .registry import register_task
@@ -53,34 +53,27 @@ class SemanticSegmenter(VisionTask):
     """
 
     monitor = "val/miou"
+    output_names = ("scores",)
+    free_input_axes = {2: "height", 3: "width"}  # class scores at the input's size: any height and width
 
     def __init__(
         self,
         model: str = "resnet18",
         num_classes: int = 21,
         in_chans: int = 3,
-        model_options: dict[str, Any] | None = None,
-        pretrained: str | None = None,
-        pretrained_source: str = "native",
+        *,
         head: dict[str, Any] | None = None,
         aux_loss_weight: float = 0.0,
         class_weights: Sequence[float] | None = None,
         ignore_index: int = 255,
-        optimizer: dict[str, Any] | None = None,
-        scheduler: dict[str, Any] | None = None,
-        class_names: Sequence[str] | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
         log_images_every_n_epochs: int = 5,
         num_images_to_log: int = 4,
+        **options: Any,
     ) -> None:
-        super().__init__()
-        if class_names is not None and len(class_names) != num_classes:
-            raise ConfigError(f"{len(class_names)} class names for {num_classes} classes")
         if class_weights is not None and len(class_weights) != num_classes:
             raise ConfigError(f"task.class_weights has {len(class_weights)} values for {num_classes} classes")
-        self.save_hyperparameters(logger=False)
-        self.backbone = create_model(model, in_chans=in_chans, **(model_options or {}))
+        super().__init__(model, num_classes, in_chans, **options)
+        self.backbone = self.create_backbone()
         self.head = FCNHead(self.backbone.feature_info, num_classes, **(head or {}))
         self.aux_head = None
         read = list(self.head.stages)
@@ -92,7 +85,7 @@ class SemanticSegmenter(VisionTask):
         freeze_unused_by_features(self.backbone, in_chans, read)
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index)
-        names = list(class_names) if class_names is not None else None
+        names = list(self.hparams.class_names) if self.hparams.class_names is not None else None
         self.val_metrics = SegmentationMetrics(num_classes, ignore_index, names)
         self.test_metrics = SegmentationMetrics(num_classes, ignore_index, names)
 
