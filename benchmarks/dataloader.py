@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from vision_research.data.coco_datamodule import CocoDataModule  # noqa: E402
+from vision_research.data.coco import CocoDataModule  # noqa: E402
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128-train"
 

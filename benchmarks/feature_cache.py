@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from vision_research.cli import config_dir  # noqa: E402
+from vision_research.config_tree import config_dir  # noqa: E402
 from vision_research.train import train  # noqa: E402
 
 

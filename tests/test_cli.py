@@ -11,7 +11,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from vision_research.cli import validate_overrides
+from vision_research.cli.overrides import validate_overrides
 from vision_research.errors import ConfigError
 
 FAST = ["debug=fast", "callbacks.progress_bar=none", "trainer.log_every_n_steps=1"]
@@ -184,7 +184,7 @@ def test_validate_overrides_accepts_good_ones_and_names_bad_values():
 def test_weight_ema_callback_is_configurable():
     from hydra import compose, initialize_config_dir
 
-    from vision_research.cli import config_dir
+    from vision_research.config_tree import config_dir
     from vision_research.tasks import ImageClassifier
     from vision_research.train import build_callbacks
 
@@ -198,7 +198,7 @@ def test_weight_ema_callback_is_configurable():
 
 
 def test_run_directory_names_are_path_safe():
-    from vision_research.cli import path_safe
+    from vision_research.paths import path_safe
 
     assert path_safe("timm:resnet18_mnist") == "timm-resnet18_mnist"
     assert path_safe("data.root=/data/mnist,seed=1") == "data.root=-data-mnist,seed=1"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from vision_research.cli import config_dir
+from vision_research.config_tree import config_dir
 from vision_research.models import list_models, model_options
 
 MODEL_CONFIGS = sorted((Path(config_dir()) / "model").glob("*.yaml"))

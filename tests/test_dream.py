@@ -66,7 +66,7 @@ def test_a_module_the_forward_pass_skips_is_a_config_error():
 def test_cli_writes_the_dream_at_the_working_size(photo, tmp_path, capsys):
     out = tmp_path / "dream.png"
     args = ["--model", "resnet18", "--layer", "layer1,layer2", "--size", "40", "--octaves", "2", "--steps", "2"]
-    assert main(["dream", str(photo), *args, "--out", str(out)]) == 0
+    assert main(["dream", str(photo), *args, "--output", str(out)]) == 0
     with Image.open(out) as written:
         assert written.size == (40, 32) and written.mode == "RGB"  # the 80×64 photo, longer side 40
     captured = capsys.readouterr()
@@ -86,7 +86,7 @@ def test_cli_writes_the_dream_at_the_working_size(photo, tmp_path, capsys):
 def test_cli_mistakes_are_one_line(args, expected, photo, tmp_path, capsys):
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
-    assert main(["dream", *(a.format(photo=photo, bad=bad) for a in args), "--out", str(tmp_path / "d.png")]) == 2
+    assert main(["dream", *(a.format(photo=photo, bad=bad) for a in args), "--output", str(tmp_path / "d.png")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and expected in err and err.count("\n") == 1, err
     assert not (tmp_path / "d.png").exists()

@@ -101,15 +101,16 @@ def test_grad_cam_highlights_the_square():
 
 def test_cli_cam_writes_the_png(photo, tmp_path, capsys):
     out = tmp_path / "cam.png"
-    assert main(["inspect", "cam", str(photo), "--model", "resnet18", "--class-index", "3", "--out", str(out)]) == 0
+    assert main(["inspect", "cam", str(photo), "--model", "resnet18", "--class-index", "3", "--output", str(out)]) == 0
     assert out.stat().st_size > 0 and str(out) in capsys.readouterr().out
 
 
 def test_cli_feature_maps_and_filters(photo, tmp_path):
     maps, filters = tmp_path / "maps.png", tmp_path / "filters.png"
-    args = ["--model", "lenet5_modern", "--layers", "c1,s2", "--count", "4", "--out", str(maps)]
+    args = ["--model", "lenet5_modern", "--layers", "c1,s2", "--count", "4", "--output", str(maps)]
     assert main(["inspect", "feature-maps", str(photo), *args]) == 0
-    assert main(["inspect", "filters", "--model", "lenet5_modern", "--image", str(photo), "--out", str(filters)]) == 0
+    args = ["--model", "lenet5_modern", "--image", str(photo), "--output", str(filters)]
+    assert main(["inspect", "filters", *args]) == 0
     assert maps.stat().st_size > 0 and filters.stat().st_size > 0
 
 
@@ -119,8 +120,8 @@ def test_cli_feature_maps_and_filters(photo, tmp_path):
         (["cam", "{photo}", "--model", "resnet18", "--target-layer", "layer5"], "Did you mean: layer4"),
         (["feature-maps", "{photo}", "--model", "resnet18", "--layers", "layer1,nothing"], "stages are: layer1"),
         (["cam", "{bad}", "--model", "resnet18"], "bad.jpg"),
-        (["cam", "{photo}"], "exactly one of --model NAME and --ckpt PATH"),
-        (["filters", "--model", "resnet18", "--ckpt", "x.ckpt"], "exactly one of"),
+        (["cam", "{photo}"], "exactly one of --model NAME and --ckpt-path PATH"),
+        (["filters", "--model", "resnet18", "--ckpt-path", "x.ckpt"], "exactly one of"),
     ],
 )
 def test_cli_mistakes_are_one_line(args, expected, photo, tmp_path, capsys):
@@ -143,7 +144,7 @@ def test_with_a_runs_checkpoint_the_pictures_also_go_to_its_tensorboard(photo, t
     from hydra import compose, initialize_config_dir
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from vision_research.cli import config_dir
+    from vision_research.config_tree import config_dir
     from vision_research.train import train
 
     overrides = ["data=digits", "model=lenet5_modern", "trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
@@ -152,8 +153,9 @@ def test_with_a_runs_checkpoint_the_pictures_also_go_to_its_tensorboard(photo, t
     run = tmp_path / "run"
     train(cfg, run)
     ckpt = str(run / "checkpoints" / "last.ckpt")
-    assert main(["inspect", "filters", "--ckpt", ckpt, "--out", str(tmp_path / "filters.png")]) == 0
-    assert main(["inspect", "feature-maps", str(photo), "--ckpt", ckpt, "--out", str(tmp_path / "maps.png")]) == 0
+    assert main(["inspect", "filters", "--ckpt-path", ckpt, "--output", str(tmp_path / "filters.png")]) == 0
+    maps = str(tmp_path / "maps.png")
+    assert main(["inspect", "feature-maps", str(photo), "--ckpt-path", ckpt, "--output", maps]) == 0
     events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
     assert {"inspect/filters", "inspect/feature-maps"} <= set(events.Tags()["images"])
     assert [image.step for image in events.Images("inspect/filters")] == [2]  # the checkpoint's global step

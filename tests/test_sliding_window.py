@@ -82,7 +82,7 @@ def test_localize_picks_the_most_probable_window():
 @pytest.fixture(scope="module")
 def mnist_lenet():
     """LeNet-5 (modern) trained briefly on 2,000 of the 5,000 embedded MNIST digits, padded to 32×32."""
-    from vision_research.data.digits import load_embedded_mnist
+    from vision_research.data.mnist import load_embedded_mnist
 
     images, labels = load_embedded_mnist()  # sorted by class: every 5th digit is held out
     digits = F.pad(torch.from_numpy(images).float().div(255)[:, None], (2, 2, 2, 2))

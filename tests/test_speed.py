@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 
 from vision_research import speed
 from vision_research.build import trainer_options
-from vision_research.cli import config_dir
+from vision_research.config_tree import config_dir
 from vision_research.speed import SpeedOptions, resolve_precision, speed_options
 from vision_research.tasks import ImageClassifier
 

@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from vision_research.build import build_datamodule, build_task
-from vision_research.cli import config_dir
+from vision_research.config_tree import config_dir
 from vision_research.models.hub import tag_source
 from vision_research.train import train
 

@@ -162,14 +162,14 @@ def test_other_backbones_use_their_stages():
 
 def test_cli_writes_the_result(pictures, tmp_path, capsys):
     out = tmp_path / "out" / "result.png"
-    args = ["--size", "32", "--steps", "2", "--out", str(out)]
+    args = ["--size", "32", "--steps", "2", "--output", str(out)]
     assert main(["style", *map(str, pictures), *args]) == 0
     with Image.open(out) as written:
         assert written.size == (32, 21) and written.mode == "RGB"  # the 48×32 content picture, longer side 32
     captured = capsys.readouterr()
     assert str(out) in captured.out and "random weights" in captured.err
     args = ["--model", "resnet18", "--optimizer", "adam", "--init", "noise", "--size", "32", "--steps", "2"]
-    assert main(["style", *map(str, pictures), *args, "--out", str(out)]) == 0
+    assert main(["style", *map(str, pictures), *args, "--output", str(out)]) == 0
 
 
 @pytest.mark.parametrize(
@@ -186,7 +186,7 @@ def test_cli_writes_the_result(pictures, tmp_path, capsys):
 )
 def test_cli_mistakes_are_one_line(args, expected, pictures, tmp_path, capsys):
     out = tmp_path / "result.png"
-    assert main(["style", *map(str, pictures), "--size", "16", "--steps", "1", *args, "--out", str(out)]) == 2
+    assert main(["style", *map(str, pictures), "--size", "16", "--steps", "1", *args, "--output", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and expected in err and err.count("\n") == 1, err
     assert not out.exists()
@@ -198,6 +198,6 @@ def test_cli_non_image_is_one_line(which, pictures, tmp_path, capsys):
     bad.write_text("not an image")
     paths = [str(p) for p in pictures]
     paths[which] = str(bad)
-    assert main(["style", *paths, "--model", "resnet18", "--size", "16", "--out", str(tmp_path / "r.png")]) == 2
+    assert main(["style", *paths, "--model", "resnet18", "--size", "16", "--output", str(tmp_path / "r.png")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "bad.jpg" in err and err.count("\n") == 1, err

@@ -17,7 +17,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-from vision_research.cli import _check_launch, config_dir, validate_overrides
+from vision_research.cli.overrides import check_launch, validate_overrides
+from vision_research.config_tree import config_dir
 from vision_research.errors import ConfigError
 from vision_research.sweeps import available_cores, optimized_value, restore_start_method, share_cores
 
@@ -217,10 +218,10 @@ def test_processes_started_by_torchrun_or_srun_need_one_sweep_directory(hydra_jo
     monkeypatch.setenv("WORLD_SIZE", "2")
     hydra_job("hydra.mode=MULTIRUN")
     with pytest.raises(ConfigError, match="add hydra.sweep.dir=runs/<name>"):
-        _check_launch()
+        check_launch()
     hydra_job("hydra.mode=MULTIRUN", "hydra.sweep.dir=runs/shared")
-    _check_launch()
+    check_launch()
     # The tasks of one submitit job (hydra/launcher=slurm) share the job's directory by construction.
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
     hydra_job("hydra.mode=MULTIRUN")
-    _check_launch()
+    check_launch()

@@ -98,7 +98,7 @@ def test_fine_tuning_a_pretrained_backbone_on_other_classes_beats_a_random_one(p
 def compose_train(overrides: list[str]) -> Any:
     from hydra import compose, initialize_config_dir
 
-    from vision_research.cli import config_dir
+    from vision_research.config_tree import config_dir
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose("train", overrides=overrides)

@@ -1,4 +1,4 @@
-"""The packaged Hydra config tree and helpers over composed configs (their keys, the values still missing)."""
+"""The packaged Hydra config tree and helpers over configs and overrides (their keys, the values still missing)."""
 
 from __future__ import annotations
 
@@ -39,3 +39,8 @@ def missing_keys(node: object, prefix: str = "") -> list[str]:
             path, child = f"{prefix}{key}", node._get_node(key)
             missing.extend([path] if child._is_missing() else missing_keys(child, path + "."))
     return missing
+
+
+def override_key(override: str) -> str:
+    """The key of a Hydra override (``+a.b=1`` → ``a.b``), without its ``+`` / ``++`` / ``~`` prefix."""
+    return override.split("=", 1)[0].lstrip("+~")

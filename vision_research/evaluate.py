@@ -2,10 +2,12 @@
 
 The checkpoint's run directory (``config.yaml``) gives the task, the datamodule and the Trainer settings
 (precision, ``limit_*_batches``), so that evaluating the tested checkpoint on its own test split reproduces the
-figures of training's ``metrics.json``. ``data=NAME`` replaces the data node by ``configs/data/NAME.yaml`` and
-``data.KEY=VALUE`` overrides its keys; the new data must have the checkpoint's classes and input channels.
-The result goes to ``<run>/eval/<split>-<data name>[-<overrides>][-<backend>]``: ``config.yaml`` (the run's config
-with the data node that was used and an ``eval`` node) and ``metrics.json``, with the task's own metric names.
+figures of training's ``metrics.json``. ``vr eval`` composes the run's config with the command line's overrides
+(``data=NAME`` puts ``configs/data/NAME.yaml`` in place of the run's data node, ``data.KEY=VALUE`` /
+``trainer.KEY=VALUE`` change a value: :mod:`vision_research.cli.checkpoint`); the data must have the checkpoint's
+classes and input channels. The result goes to ``<run>/eval/<split>-<data name>[-<overrides>][-<backend>]``:
+``config.yaml`` (the run's config as evaluated, with an ``eval`` node) and ``metrics.json``, with the task's own
+metric names — or another metric's (``metric=``, :meth:`VisionTask.use_metric`: a detector's VOC AP).
 
 ``backend=`` other than ``eager`` (:mod:`vision_research.inference`: fused, compile, onnxruntime, int8, auto) scores
 the split twice, eagerly and on the backend, built on the split's first batch (int8: on the validation split,
@@ -22,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import yaml
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from .build import build_datamodule, trainer_options
-from .config_tree import config_dir, flat_keys
-from .errors import ConfigError, close_matches, unknown_name_error
+from .config_tree import override_key
+from .errors import ConfigError
 from .inference import BACKENDS, build_from_batches, check_backend, serving
 from .models import count_parameters
 from .paths import path_safe
@@ -37,43 +38,6 @@ from .speed import speed_options
 
 # split → the Trainer method that evaluates it
 SPLITS = {"test": "test", "val": "validate"}
-
-
-def data_node(run_data: DictConfig, name: str | None = None, overrides: Sequence[str] = ()) -> DictConfig:
-    """The run's data node, or ``configs/data/<name>.yaml`` in its place, with ``KEY=VALUE`` ``overrides``
-    (values parsed as YAML); unknown names, unknown keys and required values left unset are ``ConfigError``s."""
-    # A standalone copy: key paths (and errors) are relative to the data node.
-    node = OmegaConf.create(OmegaConf.to_container(_data_config(name) if name else run_data))
-    source = f"configs/data/{name}.yaml" if name else f"the run's data node ({run_data.name})"
-    keys = flat_keys(node)
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep:
-            raise ConfigError(f"data override '{override}': expected data.KEY=VALUE")
-        if key not in keys:
-            matches = close_matches(key, keys)
-            hint = f" Did you mean: {', '.join('data.' + m for m in matches)}?" if matches else ""
-            raise ConfigError(f"unknown data key 'data.{key}' in {source}.{hint}")
-        OmegaConf.update(node, key, yaml.safe_load(value), merge=False)
-    missing = sorted(OmegaConf.missing_keys(node))
-    if missing:
-        raise ConfigError(f"{source}: {', '.join('data.' + k for k in missing)} must be set (data.{missing[0]}=...)")
-    return node
-
-
-def _data_config(name: str) -> DictConfig:
-    """``configs/data/<name>.yaml`` composed by Hydra (its own defaults list applied)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    names = sorted(p.stem for p in (config_dir() / "data").glob("*.yaml"))
-    if name not in names:
-        raise unknown_name_error("data config", name, names, hint="(configs/data/)")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        node = compose(config_name=f"data/{name}").data
-    GlobalHydra.instance().clear()
-    return node
 
 
 def check_sizes(task: L.LightningModule, datamodule: L.LightningDataModule, label: str) -> None:
@@ -88,11 +52,21 @@ def check_sizes(task: L.LightningModule, datamodule: L.LightningDataModule, labe
         raise ConfigError(f"{label} has {has}; the checkpoint was trained with {needs}")
 
 
-def default_output(run_dir: Path, split: str, data_name: str, overrides: Sequence[str], backend: str = "eager") -> Path:
-    """``<run>/eval/<split>-<data name>``, with a path-safe suffix of the data overrides when there are any and the
-    backend's name when it is not eager."""
-    suffix = f"-{path_safe(','.join(overrides))}" if overrides else ""
+def default_output(
+    run_dir: Path,
+    split: str,
+    data_name: str,
+    overrides: Sequence[str] = (),
+    backend: str = "eager",
+    metric: str | None = None,
+) -> Path:
+    """``<run>/eval/<split>-<data name>``, with a path-safe suffix of the run config's overrides when there are any
+    (``data.`` dropped from their keys; ``data=NAME`` is the data name), and the backend's and the metric's names when
+    they are not the defaults."""
+    shown = [o.removeprefix("data.") for o in overrides if override_key(o) != "data"]
+    suffix = f"-{path_safe(','.join(shown))}" if shown else ""
     suffix += f"-{backend}" if backend != "eager" else ""
+    suffix += f"-{metric}" if metric else ""
     return run_dir / EVAL / f"{split}-{data_name}{suffix}"
 
 
@@ -158,33 +132,40 @@ def backend_forward(
 def evaluate(
     checkpoint: str | Path,
     split: str = "test",
-    data: str | None = None,
-    data_overrides: Sequence[str] = (),
     output: str | Path | None = None,
     backend: str = "eager",
     calibration_images: int = 256,
+    metric: str | None = None,
+    run_cfg: DictConfig | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on ``split`` (test or val) of its run's data, or of ``data`` (a configs/data name),
-    with ``data_overrides`` (``KEY=VALUE`` of the data node), on ``backend``; write ``config.yaml`` and
-    ``metrics.json`` to ``output`` (default :func:`default_output`). Returns what metrics.json holds, plus
-    ``output``."""
+    """Evaluate ``checkpoint`` on ``split`` (test or val) of its run's data, on ``backend``, with the task's metrics or
+    ``metric``; ``run_cfg`` is the run's config as composed with the command line's ``overrides`` (default: the run's
+    ``config.yaml``). Writes ``config.yaml`` and ``metrics.json`` to ``output`` (default :func:`default_output`).
+    Returns what metrics.json holds, plus ``output``."""
     started = time.perf_counter()
     if split not in SPLITS:
         raise ConfigError(f"split={split!r}: choose {' or '.join(SPLITS)}")
     check_backend(backend, (*BACKENDS, "auto"))
     checkpoint = Path(checkpoint)
     cfg, task = load_task(checkpoint)
-    cfg.data = data_node(cfg.data, data, data_overrides)
-    data_name = data or cfg.data.name
+    if run_cfg is not None:
+        cfg = run_cfg
+    if metric is not None:
+        task.use_metric(metric)
+    chosen_data = next((o.split("=", 1)[1] for o in overrides if override_key(o) == "data"), None)
+    data_name = chosen_data or cfg.data.name
     output = (
-        Path(output) if output else default_output(run_directory(checkpoint), split, data_name, data_overrides, backend)
+        Path(output)
+        if output
+        else default_output(run_directory(checkpoint), split, data_name, overrides, backend, metric)
     )
     cfg.eval = {"checkpoint": str(checkpoint.resolve()), "split": split, "backend": backend}
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     datamodule.setup(SPLITS[split])
-    check_sizes(task, datamodule, f"data={data_name}" if data else f"the run's data node ({data_name})")
+    check_sizes(task, datamodule, f"data={data_name}" if chosen_data else f"the run's data node ({data_name})")
     output.mkdir(parents=True, exist_ok=True)
     write_config(output, cfg)
     summary: dict[str, Any] = {

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from PIL import Image
 
 from .data.base import normalise
@@ -65,10 +66,13 @@ def output_file(output: Path, name: str, suffix: str) -> Path:
 
 class Predictor:
     """A task loaded from a checkpoint, with the evaluation preprocessing of its run: the task's ``preprocessing``
-    at the run's input size, then the task's ``mean`` / ``std``."""
+    at the run's input size, then the task's ``mean`` / ``std``. ``run_cfg``: the run's config as composed with the
+    command line's overrides (default: the run's ``config.yaml``)."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", run_cfg: DictConfig | None = None) -> None:
         self.cfg, task = load_task(checkpoint, device)
+        if run_cfg is not None:
+            self.cfg = run_cfg
         self.task = task.eval()
         self.device = device
         if task.hparams.in_chans != 3:
@@ -109,11 +113,13 @@ def predict(
     output: str | Path | None = None,
     batch_size: int = 16,
     backend: str = "eager",
+    run_cfg: DictConfig | None = None,
 ) -> Path:
     """Predict every image of ``source`` (a file or a folder) and write the results under ``output``; the task runs
-    on ``backend`` (:mod:`vision_research.inference`; ``int8`` is calibrated on the first 256 of these images)."""
+    on ``backend`` (:mod:`vision_research.inference`; ``int8`` is calibrated on the first 256 of these images).
+    ``run_cfg``: the run's config as composed with overrides (default: the run's ``config.yaml``)."""
     check_backend(backend, (*BACKENDS, "auto"))
-    predictor = Predictor(checkpoint)
+    predictor = Predictor(checkpoint, run_cfg=run_cfg)
     source = Path(source)
     files = image_files(source)
     output = Path(output) if output else run_directory(Path(checkpoint)) / PREDICTIONS

@@ -46,9 +46,18 @@ def accepted_options(builder: Callable[..., Any]) -> dict[str, Any]:
 class Registry(Generic[T]):
     """Builders registered by name; unknown names and unknown options raise ``ConfigError`` with hints."""
 
-    def __init__(self, kind: str, hint: str = "") -> None:
+    def __init__(self, kind: str, hint: str = "", load: Callable[[], object] | None = None) -> None:
+        """``load``, if given, registers the built-in entries: it runs once, before the first lookup, so that
+        importing the registry stays cheap and registering a user's own entry needs none of the built-in ones."""
         self.kind, self.hint = kind, hint
         self._entries: dict[str, T] = {}
+        self._load = load
+
+    def _loaded(self) -> dict[str, T]:
+        if self._load is not None:
+            load, self._load = self._load, None  # first: the modules it imports may register (and look up) too
+            load()
+        return self._entries
 
     def register(self, builder: T | None = None, *, name: str | None = None) -> Any:
         """Decorator: ``@registry.register`` (the builder's ``__name__``) or ``@registry.register(name=...)``."""
@@ -63,15 +72,16 @@ class Registry(Generic[T]):
         return add(builder) if builder is not None else add
 
     def names(self, pattern: str = "*") -> list[str]:
-        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+        return sorted(n for n in self._loaded() if fnmatch.fnmatchcase(n, pattern))
 
     def __contains__(self, name: str) -> bool:
-        return name in self._entries
+        return name in self._loaded()
 
     def get(self, name: str) -> T:
-        if name not in self._entries:
-            raise unknown_name_error(self.kind, name, self._entries, hint=self.hint)
-        return self._entries[name]
+        entries = self._loaded()
+        if name not in entries:
+            raise unknown_name_error(self.kind, name, entries, hint=self.hint)
+        return entries[name]
 
     def options(self, name: str) -> dict[str, Any]:
         """The keyword options a builder accepts, with their defaults (``inspect.Parameter.empty`` if none)."""

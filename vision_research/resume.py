@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from .config_tree import override_key
 from .errors import ConfigError
 from .run_dir import CONFIG, LAST_CHECKPOINT, OVERRIDES, check_run_to_resume
 
@@ -37,23 +38,19 @@ MAY_CHANGE_ON_RESUME = (
 LENGTH_FREE_SCHEDULES = ("none", "step")
 
 
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def resume_arguments(args: list[str]) -> list[str]:
     """``args`` of ``vr train`` with ``resume=RUN_DIR`` expanded: the run's own overrides first, then the new ones
     (which replace the same keys), the run directory as Hydra's, and ``resume`` as an absolute path."""
-    resume = [a for a in args if _override_key(a) == "resume"]
+    resume = [a for a in args if override_key(a) == "resume"]
     if not resume:
         return args
     if any(a in ("-m", "--multirun") for a in args):
         raise ConfigError("resume=RUN_DIR continues one run; it cannot be part of a sweep (-m)")
     run_dir = Path(resume[-1].split("=", 1)[1].strip("'\"")).expanduser().resolve()
     check_run_to_resume(run_dir)
-    new = [a for a in args if _override_key(a) not in ("resume", "hydra.run.dir")]
-    replaced = {_override_key(a) for a in new if not a.startswith("-")}
-    original = [o for o in OmegaConf.load(run_dir / OVERRIDES) if _override_key(o) not in (*replaced, "resume")]
+    new = [a for a in args if override_key(a) not in ("resume", "hydra.run.dir")]
+    replaced = {override_key(a) for a in new if not a.startswith("-")}
+    original = [o for o in OmegaConf.load(run_dir / OVERRIDES) if override_key(o) not in (*replaced, "resume")]
     quoted = "'" + str(run_dir).replace("\\", "\\\\").replace("'", "\\'") + "'"
     return [*original, *new, f"hydra.run.dir={quoted}", f"resume={quoted}"]
 

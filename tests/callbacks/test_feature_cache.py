@@ -90,7 +90,7 @@ def test_only_a_classifier_can_train_on_cached_features():
 def test_a_config_that_unfreezes_the_backbone_cannot_cache_its_features():
     from hydra import compose, initialize_config_dir
 
-    from vision_research.cli import config_dir
+    from vision_research.config_tree import config_dir
     from vision_research.train import build_callbacks
 
     cache = "callbacks.finetune.cache_features=true"

@@ -195,7 +195,7 @@ def test_bad_options_are_config_errors(flat_root):
 def test_vr_train_runs_end_to_end_on_an_image_folder(flat_root, tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from vision_research.cli import config_dir
+    from vision_research.config_tree import config_dir
     from vision_research.train import train
 
     overrides = [

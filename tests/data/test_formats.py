@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -13,9 +15,13 @@ from PIL import Image
 
 from vision_research.data.annotations import AnnotationSet, DataWarning, ImageRecord, ObjectAnnotation
 from vision_research.data.formats import (
+    FORMATS,
     VOC_CLASSES,
+    AnnotationFormat,
+    check_format,
     coco_class_map,
     convert,
+    read_annotations,
     read_coco,
     read_voc,
     read_yolo,
@@ -23,7 +29,8 @@ from vision_research.data.formats import (
     write_voc,
 )
 from vision_research.data.images import load_rgb
-from vision_research.errors import DataError
+from vision_research.data.stats import detect_format
+from vision_research.errors import ConfigError, DataError
 
 
 def _image(path: Path, width: int, height: int, seed: int = 0) -> None:
@@ -323,3 +330,56 @@ def test_unknown_image_set_lists_the_sets_there(tmp_path):
     root = _voc_root(tmp_path, _voc_xml(""))
     with pytest.raises(DataError, match=r"image set 'val' not found; the sets here are: train"):
         read_voc(root, "val")
+
+
+def test_listing_the_formats_imports_no_torch():
+    """``vr convert --help`` lists the table: in a fresh process, importing it and reading its rows imports neither
+    torch nor Lightning nor albumentations."""
+    code = (
+        "import sys\n"
+        "from vision_research.data.formats import FORMATS\n"
+        "rows = [f'{name}: {row.layout}' for name, row in FORMATS.items()]\n"
+        "print(len(rows), *sorted({'torch', 'torchvision', 'lightning', 'albumentations'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(len(FORMATS))]
+
+
+def test_each_row_says_its_layout_in_one_line_and_unknown_names_suggest_one():
+    assert {"voc", "coco", "yolo"} <= set(FORMATS)
+    for row in FORMATS.values():
+        assert row.layout and "\n" not in row.layout and len(row.layout) < 100
+    assert check_format("yolo") is FORMATS["yolo"]
+    with pytest.raises(ConfigError, match="unknown annotation format 'cooc'; use one of .*did you mean coco"):
+        read_annotations("anywhere", "cooc")
+
+
+def test_a_new_format_is_one_row_naming_its_module(tmp_path, monkeypatch):
+    """convert, read_annotations and detect_format need nothing but the row (here VOC's module, a second time)."""
+    monkeypatch.setitem(FORMATS, "voc_again", AnnotationFormat("vision_research.data.formats.voc", "as voc"))
+    original = make_set(tmp_path)
+    write_voc(original, tmp_path / "voc")
+    report = convert(tmp_path / "voc", "voc", tmp_path / "again", "voc_again")
+    assert (report.images, report.objects) == (3, 3)
+    assert boxes_of(read_annotations(tmp_path / "again", "voc_again")) == boxes_of(original)
+    monkeypatch.delitem(FORMATS, "voc")
+    assert detect_format(tmp_path / "again") == ("voc_again", tmp_path / "again")
+
+
+def test_detect_format_takes_the_first_row_that_finds_a_data_set(tmp_path):
+    """Ultralytics' copy of COCO holds labels/ and annotations/instances_val2017.json: a YOLO root."""
+    root = tmp_path / "coco"
+    (root / "labels").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    json_path = root / "annotations/instances_val2017.json"
+    json_path.write_text("{}")
+    assert detect_format(root) == ("yolo", root)
+    assert detect_format(json_path) == ("coco", json_path)
+    (root / "labels").rmdir()
+    assert detect_format(root) == ("coco", json_path)
+    (root / "annotations/instances_train2017.json").write_text("{}")
+    with pytest.raises(ConfigError, match="several COCO files"):
+        detect_format(root)
+    with pytest.raises(DataError, match="not a dataset folder of a known format .*voc: Annotations/"):
+        detect_format(tmp_path)

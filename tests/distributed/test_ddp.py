@@ -17,7 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from vision_research.build import trainer_options
-from vision_research.cli import config_dir
+from vision_research.config_tree import config_dir
 from vision_research.data.shapes import generate_shapes
 from vision_research.tasks import ImageClassifier
 

@@ -7,8 +7,8 @@ from torch.nn import functional as F
 
 from vision_research.errors import ConfigError
 from vision_research.heads.neck import FeaturePyramidNeck, build_neck
-from vision_research.heads.yolo_head import MultiScaleYoloHead
 from vision_research.models import create_model
+from vision_research.tasks.detection import MultiScaleYoloHead
 
 CHANNELS, STRIDES = [16, 32, 64], [8, 16, 32]
 

@@ -14,10 +14,10 @@ from vision_research.cli import main
 from vision_research.data.annotations import AnnotationSet, DataWarning, ImageRecord, ObjectAnnotation
 from vision_research.data.formats import VOC_CLASSES, coco_dict, convert, read_annotations, read_coco, read_voc
 from vision_research.data.shapes import generate_shapes
-from vision_research.data.voc_datamodule import VOCDataModule
-from vision_research.data.yolo_datamodule import YoloDataModule
+from vision_research.data.voc import VOCDataModule
+from vision_research.data.yolo import YoloDataModule
 from vision_research.errors import ConfigError, DataError
-from vision_research.metrics.detection import coco_evaluate
+from vision_research.metrics.coco import coco_evaluate
 
 OPTIONS = {"num_workers": 0, "augment": "none", "image_size": 32}
 

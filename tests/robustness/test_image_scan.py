@@ -22,13 +22,13 @@ from PIL import Image, ImageFile
 from tests.robustness.test_annotations import DOG, OPTIONS, _box, _coco, _image, _png, _yolo
 from tests.robustness.test_images_and_predict import trained_run
 from vision_research.cli import main
-from vision_research.data.coco_datamodule import CocoDataModule
+from vision_research.data.coco import CocoDataModule
 from vision_research.data.folder import ImageFolderDataModule
 from vision_research.data.formats import save_mask_png
 from vision_research.data.images import scan_images
 from vision_research.data.shapes import ShapesDataModule, generate_shapes
-from vision_research.data.voc_datamodule import VOCDataModule
-from vision_research.data.yolo_datamodule import YoloDataModule
+from vision_research.data.voc import VOCDataModule
+from vision_research.data.yolo import YoloDataModule
 from vision_research.errors import ConfigError, DataError
 from vision_research.models import create_model, load_pretrained
 from vision_research.predict import predict

@@ -17,9 +17,9 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from tests.tasks.test_detection import SHAPES, V1_HEAD, quiet_trainer
+from tests.tasks.detection.test_task import SHAPES, V1_HEAD, quiet_trainer
+from vision_research.data.annotated import AnnotatedImageDataset
 from vision_research.data.annotations import AnnotationSet
-from vision_research.data.detection import AnnotatedImageDataset
 from vision_research.data.formats import read_voc_xml, read_yolo
 from vision_research.data.images import image_size, load_rgb
 from vision_research.data.shapes import ShapesDataModule, generate_shapes

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import vision_research.train as train_module
 from tests.test_cli import FAST, vr
-from vision_research.cli import config_dir, main
+from vision_research.cli import main
+from vision_research.config_tree import config_dir
 from vision_research.errors import VisionResearchError
 from vision_research.train import train
 

@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from vision_research.build import build_task
-from vision_research.cli import config_dir
+from vision_research.config_tree import config_dir
 from vision_research.data.shapes import ShapesDataModule, generate_shapes
 from vision_research.errors import ConfigError
 from vision_research.tasks.localization import ObjectLocalizer, decode_boxes, encode_boxes, largest_objects

@@ -56,7 +56,7 @@ def load_model(
     a local file or a ``torchvision:``/``timm:`` tag) or the model of a run's checkpoint ``ckpt`` (classification:
     ``task.model``, other tasks: their backbone) with the run's image size and the task's mean / std."""
     if (name is None) == (ckpt is None):
-        raise ConfigError("give exactly one of --model NAME and --ckpt PATH")
+        raise ConfigError("give exactly one of --model NAME and --ckpt-path PATH")
     if ckpt is not None:
         if pretrained is not None:
             raise ConfigError("--pretrained goes with --model; a checkpoint brings its own weights")

@@ -3,30 +3,37 @@
 One job per module, each importing only those before it: :mod:`.settings` (what is measured and how, checked),
 :mod:`.references` (torchvision's and timm's implementations), :mod:`.measurement` (building, stepping, timing and
 peak memory; the method is described there) and :mod:`.report` (the table, markdown and CSV); ``--backend``:
-:mod:`.peak` (this machine's matrix-multiply peak) and :mod:`.backends` (one model's inference backends).
+:mod:`.peak` (this machine's matrix-multiply peak) and :mod:`.backends` (one model's inference backends). The names
+below are imported from their module on first use: the settings' choices cost no torch import (``--help``).
 """
 
-from ..speed import PRECISIONS
-from .backends import (
-    BackendReport,
-    BackendRow,
-    backend_markdown,
-    backend_rich_table,
-    backend_settings_text,
-    benchmark_backends,
+from ..lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        ".backends": (
+            "BackendReport",
+            "BackendRow",
+            "backend_markdown",
+            "backend_rich_table",
+            "backend_settings_text",
+            "benchmark_backends",
+        ),
+        ".measurement": (
+            "BenchmarkResult",
+            "BenchmarkStep",
+            "Measurement",
+            "benchmark_model",
+            "benchmark_models",
+            "build_subject",
+            "inference_step",
+            "step_peak_bytes",
+            "synthetic_batch",
+            "train_step",
+        ),
+        ".references": ("reference_model",),
+        ".report": ("markdown_table", "parameter_notes", "rich_table", "settings_text", "write_csv", "write_markdown"),
+        ".settings": ("LIBRARIES", "MODES", "OURS", "PRECISION_ALIASES", "BenchmarkSettings", "expand_model_names"),
+    },
 )
-from .measurement import (
-    BenchmarkResult,
-    BenchmarkStep,
-    Measurement,
-    benchmark_model,
-    benchmark_models,
-    build_subject,
-    inference_step,
-    step_peak_bytes,
-    synthetic_batch,
-    train_step,
-)
-from .references import reference_model
-from .report import markdown_table, parameter_notes, rich_table, settings_text, write_csv, write_markdown
-from .settings import LIBRARIES, MODES, OURS, PRECISION_ALIASES, BenchmarkSettings, expand_model_names

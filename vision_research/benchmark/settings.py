@@ -6,16 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-import torch
-
 from ..errors import ConfigError, unknown_name_error
-from ..speed import check_precision, resolve_precision
 
 OURS = "vision_research"
 LIBRARIES = ("torchvision", "timm")
 MODES = ("inference", "train", "both")
 DEVICES = ("cpu", "cuda")
-PRECISION_ALIASES = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
+PRECISION_ALIASES = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}  # alias: speed.PRECISIONS
 GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -39,6 +36,10 @@ class BenchmarkSettings:
 
     def resolved(self) -> BenchmarkSettings:
         """These settings checked, with device, precision and threads made concrete; else one ``ConfigError``."""
+        import torch
+
+        from ..speed import check_precision, resolve_precision
+
         for name, minimum in (("batch_size", 1), ("num_classes", 1), ("warmup", 0), ("steps", 1), ("rounds", 1)):
             _check_at_least(name, getattr(self, name), minimum)
         for name in ("image_size", "threads"):
@@ -65,6 +66,8 @@ def _check_at_least(name: str, value: object, minimum: int) -> None:
 
 def resolve_device(device: str | None) -> str:
     """``cpu`` or ``cuda``; None picks cuda when available; cuda without a GPU is a ``ConfigError``."""
+    import torch
+
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device not in DEVICES:

@@ -1,18 +1,29 @@
 """Datamodules (registered by name), annotation formats and transforms.
 
-Classification: ``mnist``, ``digits`` (embedded), ``image_folder`` (your photos). Detection and
-segmentation: ``shapes`` (embedded, generated), ``coco``, ``voc``, ``yolo``.
+Classification: ``mnist`` (MNIST, Fashion-MNIST), ``digits`` (scikit-learn's), ``image_folder`` (your photos), in
+``mnist.py``, ``digits.py``, ``folder.py``. Detection and segmentation: ``shapes`` (embedded, generated), ``coco``,
+``voc``, ``yolo``, in the module of that name, over ``annotated.py``. The annotation files themselves: ``formats/``.
+
+The names below are imported from their module on first use, so that importing the package (``vr data --help``)
+imports no torch; the datamodules register before the first lookup by name (``registry.py``).
 """
 
-from ..geometry import boxes_to_original
-from . import coco_datamodule, digits, folder, shapes, voc_datamodule, yolo_datamodule  # noqa: F401  (importing a module registers its datamodules)
-from .annotations import AnnotationSet, DataWarning, ImageRecord, ObjectAnnotation
-from .coco_datamodule import CocoDataModule
-from .digits import DigitsDataModule, MNISTDataModule, read_idx
-from .folder import ImageFolderDataModule
-from .formats import convert, read_coco, read_voc, read_yolo, write_coco, write_voc, write_yolo
-from .registry import create_datamodule, list_datamodules, register_datamodule
-from .shapes import ShapesDataModule, generate_shapes
-from .transforms import build_classification_transforms, build_transforms
-from .voc_datamodule import VOCDataModule
-from .yolo_datamodule import YoloDataModule
+from ..lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "..geometry": ("boxes_to_original",),
+        ".annotations": ("AnnotationSet", "DataWarning", "ImageRecord", "ObjectAnnotation"),
+        ".coco": ("CocoDataModule",),
+        ".digits": ("DigitsDataModule",),
+        ".folder": ("ImageFolderDataModule",),
+        ".formats": ("convert", "read_coco", "read_voc", "read_yolo", "write_coco", "write_voc", "write_yolo"),
+        ".mnist": ("MNISTDataModule", "read_idx"),
+        ".registry": ("create_datamodule", "list_datamodules", "register_datamodule"),
+        ".shapes": ("ShapesDataModule", "generate_shapes"),
+        ".transforms": ("build_classification_transforms", "build_transforms"),
+        ".voc": ("VOCDataModule",),
+        ".yolo": ("YoloDataModule",),
+    },
+)

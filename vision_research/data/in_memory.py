@@ -1,4 +1,5 @@
-"""Classification datamodules whose whole split fits in memory as one uint8 tensor (digit sets).
+"""Classification datamodules whose whole split fits in memory as one uint8 tensor (the digit sets: ``mnist.py``,
+``digits.py``), and what they share: the splits, stratified splitting, padding and the digits' class names.
 
 Batches travel as uint8 and are scaled, augmented (training only: ``augment``, a ``RandomAffineBatch``) and
 normalised on their device (``base.VisionDataModule``).
@@ -18,6 +19,8 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError
 from .base import VisionDataModule
 from .batch_augment import RandomAffineBatch
+
+DIGIT_CLASSES = tuple(str(d) for d in range(10))  # MNIST's and scikit-learn's digits alike
 
 
 @dataclass
@@ -71,8 +74,9 @@ def pad_to(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class InMemoryClassificationDataModule(VisionDataModule):
-    """Train / val / test splits held as tensors; subclasses implement ``load_splits`` and give the per-channel
-    ``mean`` / ``std`` (``set_channel_stats`` when they come from the data). Every batch is kept in training.
+    """Train / val / test splits held as tensors; subclasses implement ``load_splits`` (the images at
+    ``image_size``, split stratified by ``val_fraction``, ``test_fraction`` and ``split_seed``) and give the
+    per-channel ``mean`` / ``std`` (``set_channel_stats``; 0 / 1 until then). Every batch is kept in training.
 
     For transfer experiments (Yosinski et al. 2014 split ImageNet's classes in two halves): ``classes`` keeps only
     those classes (their indices in ``all_class_names``), numbered 0, 1, … in the order given; ``train_per_class``
@@ -85,16 +89,22 @@ class InMemoryClassificationDataModule(VisionDataModule):
 
     def __init__(
         self,
+        image_size: int = 32,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
         batch_size: int = 64,
         num_workers: int = 0,
         augment: dict[str, float] | None = None,
         eval_batch_size: int | None = None,
-        mean: Sequence[float] = (0.0,),
-        std: Sequence[float] = (1.0,),
         classes: Sequence[int] | None = None,
         train_per_class: int | None = None,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size or max(batch_size, 256), num_workers, None, mean, std)
+        super().__init__(batch_size, eval_batch_size or max(batch_size, 256), num_workers, None, (0.0,), (1.0,))
+        if image_size < 8:
+            raise ConfigError(f"data.image_size must be >= 8; got {image_size}")
+        self.image_size_px, self.split_seed = image_size, split_seed
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.augment = RandomAffineBatch(**augment) if augment else None
         self.splits: dict[str, Split] | None = None
         if classes is not None and (len(set(classes)) != len(classes) or not classes):

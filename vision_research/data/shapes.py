@@ -1,4 +1,4 @@
-"""The embedded shapes dataset: rendered scenes (``scenes.py``) written to disk in COCO, VOC and YOLO layouts.
+"""The embedded shapes dataset: rendered scenes (``scenes.py``) written to disk in every annotation format.
 
 ``generate_shapes`` writes, deterministically from its seed::
 
@@ -7,10 +7,12 @@
     root/VOC/{Annotations, JPEGImages, SegmentationClass, ImageSets/Main, ImageSets/Segmentation}
     root/YOLO/{images, labels}/<split>/, classes.txt, data.yaml
 
-The three layouts describe the same boxes (VOC's integer corners are exact: boxes are pixel-aligned), and
-``ShapesDataModule`` reads any of them (``annotation_format``), so it doubles as a check of the three readers. With
-``root=None`` the data goes to ``$VR_DATA_DIR`` (default ``~/.cache/vision_research``), generated once per
-parameter set: ``vr train`` needs no data from the user.
+COCO is the scenes' own layout; every other format of ``formats.FORMATS`` gets a copy in ``root/<FORMAT>/`` (its
+writer's layout, images hard-linked). The copies describe the same boxes (VOC's integer corners are exact: boxes are
+pixel-aligned), and ``ShapesDataModule`` reads any of them (``annotation_format``, through the datamodule registered
+under the format's name), so it doubles as a check of the readers. With ``root=None`` the data goes to
+``$VR_DATA_DIR`` (default ``~/.cache/vision_research``), generated once per parameter set: ``vr train`` needs no
+data from the user.
 """
 
 from __future__ import annotations
@@ -27,17 +29,20 @@ from PIL import Image
 
 from ..errors import ConfigError
 from ..paths import data_cache_dir
+from .annotated import AnnotatedDataModule, MaskReader
 from .annotations import AnnotationSet, ImageRecord, ObjectAnnotation
-from .coco_datamodule import CocoDataModule
-from .detection import AnnotatedDataModule, MaskReader
-from .formats import save_mask_png, write_coco, write_voc, write_yolo
-from .registry import register_datamodule
+from .formats import FORMATS, save_mask_png
+from .registry import DATAMODULES, create_datamodule, register_datamodule
 from .scenes import SHAPE_CLASSES, Scene, render_scene
-from .voc_datamodule import VOCDataModule
-from .yolo_datamodule import YoloDataModule
 
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 READY = "READY.json"
+NATIVE_FORMAT = "coco"  # the scenes' own layout: images/<split>/ and annotations/ at the root
+
+
+def format_root(root: Path, fmt: str) -> Path:
+    """Where the ``fmt`` copy of the shapes data at ``root`` is: ``root`` itself for COCO, else ``root/<FORMAT>/``."""
+    return root if fmt == NATIVE_FORMAT else root / fmt.upper()
 
 
 def _rle(mask: np.ndarray) -> dict:
@@ -70,14 +75,13 @@ def _write_split(root: Path, split: str, count: int, seed: int, render_options: 
         scene = render_scene(rng, **render_options)
         name = f"{split}_{n:05d}"
         Image.fromarray(scene.image).save(image_dir / f"{name}.png", compress_level=1)
-        save_mask_png(scene.semantic_mask(), root / "VOC" / "SegmentationClass" / f"{name}.png")
+        save_mask_png(scene.semantic_mask(), format_root(root, "voc") / "SegmentationClass" / f"{name}.png")
         records.append(_record(scene, f"{name}.png"))
         ids.append(name)
     annotations = AnnotationSet(records, list(SHAPE_CLASSES), image_dir=image_dir, source=f"shapes {split}")
-    write_coco(annotations, root / "annotations" / f"instances_{split}.json")
-    write_voc(annotations, root / "VOC", image_set=split)
-    write_yolo(annotations, root / "YOLO", split=split)
-    segmentation_sets = root / "VOC" / "ImageSets" / "Segmentation"
+    for name, row in FORMATS.items():
+        row.write(annotations, format_root(root, name), split, copy_images=name != NATIVE_FORMAT)
+    segmentation_sets = format_root(root, "voc") / "ImageSets" / "Segmentation"
     segmentation_sets.mkdir(parents=True, exist_ok=True)
     (segmentation_sets / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
 
@@ -133,9 +137,8 @@ def generate_shapes(
 
 @register_datamodule(name="shapes")
 class ShapesDataModule(AnnotatedDataModule):
-    """The embedded shapes data for detection or segmentation, read through its COCO, VOC or YOLO copy."""
-
-    FORMATS = ("coco", "voc", "yolo")
+    """The embedded shapes data for detection or segmentation, read through its copy in ``annotation_format``
+    by the datamodule of that name."""
 
     def __init__(
         self,
@@ -150,10 +153,9 @@ class ShapesDataModule(AnnotatedDataModule):
         image_size: int | None = None,
         **options: Any,
     ) -> None:
-        if annotation_format not in self.FORMATS:
-            raise ConfigError(
-                f"data.annotation_format must be one of {', '.join(self.FORMATS)}; got '{annotation_format}'"
-            )
+        readable = [name for name in FORMATS if name in DATAMODULES]
+        if annotation_format not in readable:
+            raise ConfigError(f"data.annotation_format must be one of {', '.join(readable)}; got '{annotation_format}'")
         options["image_size"] = image_size or scene_size
         super().__init__(**options)
         self.generation = {
@@ -171,17 +173,20 @@ class ShapesDataModule(AnnotatedDataModule):
         generate_shapes(self.root, **self.generation)
 
     def reader(self) -> AnnotatedDataModule:
-        """The COCO / VOC / YOLO datamodule over the generated files (generated on first use)."""
+        """The datamodule of ``annotation_format`` over its copy of the generated files (generated on first use)."""
         if self._reader is None:
             root = generate_shapes(self.root, **self.generation)
-            splits = {"train": "train", "val": "val", "test": "test"}
-            shared = {"task": self.task, "augment": self.augment, "image_size": self.image_size, "num_workers": 0}
-            if self.annotation_format == "coco":
-                self._reader = CocoDataModule(str(root), splits=splits, **shared)
-            elif self.annotation_format == "voc":
-                self._reader = VOCDataModule(str(root / "VOC"), splits=splits, class_names=SHAPE_CLASSES, **shared)
-            else:
-                self._reader = YoloDataModule(str(root / "YOLO"), splits=splits, **shared)
+            options = {
+                "root": str(format_root(root, self.annotation_format)),
+                "splits": {"train": "train", "val": "val", "test": "test"},
+                "task": self.task,
+                "augment": self.augment,
+                "image_size": self.image_size,
+                "num_workers": 0,
+            }
+            if "class_names" in DATAMODULES.options(self.annotation_format):  # VOC's default: its own 20 classes
+                options["class_names"] = SHAPE_CLASSES
+            self._reader = create_datamodule(self.annotation_format, **options)
         return self._reader
 
     def read_split(self, split: str) -> AnnotationSet | None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from .annotations import AnnotationSet
-from .formats import read_annotations
+from .formats import FORMATS, read_annotations
 
 COCO_SIZE_LIMITS = (32.0, 96.0)
 
@@ -55,22 +55,13 @@ def dataset_stats(annotations: AnnotationSet) -> DatasetStats:
 
 
 def detect_format(root: Path) -> tuple[str, Path]:
-    """(format, path to read) for a COCO JSON / folder with annotations/*.json, a VOC root or a YOLO root."""
-    if root.suffix == ".json":
-        return "coco", root
-    if (root / "Annotations").is_dir():
-        return "voc", root
-    if (root / "labels").is_dir():
-        return "yolo", root
-    jsons = sorted((root / "annotations").glob("*.json")) if (root / "annotations").is_dir() else []
-    if len(jsons) == 1:
-        return "coco", jsons[0]
-    if jsons:
-        raise ConfigError(f"{root}: several COCO files ({', '.join(j.name for j in jsons)}); pass one of them")
-    raise DataError(
-        f"{root}: not a dataset folder: expected a COCO JSON (annotations/*.json), a VOC root (Annotations/) "
-        "or a YOLO root (images/ + labels/)"
-    )
+    """(format, path to read) of the data set at ``root``: the first row of ``FORMATS`` that finds one there."""
+    for name, row in FORMATS.items():
+        found = row.find(root)
+        if found is not None:
+            return name, found
+    expected = "; ".join(f"{name}: {row.layout}" for name, row in FORMATS.items())
+    raise DataError(f"{root}: not a dataset folder of a known format ({expected})")
 
 
 def load_for_stats(root: str | Path, fmt: str = "auto", image_set: str | None = None) -> AnnotationSet:

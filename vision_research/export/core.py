@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 
 from ..errors import ConfigError, unknown_name_error
 from ..run_dir import load_task, run_input_size
@@ -63,6 +64,7 @@ def export(
     dynamic_batch: bool = False,
     opset: int | None = None,
     tolerance: float | None = None,
+    run_cfg: DictConfig | None = None,
 ) -> ExportReport:
     """Export the task of ``ckpt_path`` (``formats.FORMATS``: onnx, torchscript, exported_program) in ``dtype``,
     with a free batch axis when ``dynamic_batch`` (else a batch of one), ONNX in ``opset`` (default: the
@@ -71,13 +73,15 @@ def export(
     Bad input is a one-line ``ConfigError`` / ``DataError``: an unusable checkpoint (``load_task``'s), an unknown
     format or dtype, an opset the model cannot be written in, an operator the format cannot express, and a
     difference above ``tolerance`` (default ``verify.TOLERANCES[dtype]``; the file and a sidecar with
-    ``"passed": false`` stay for inspection).
+    ``"passed": false`` stay for inspection). ``run_cfg``: the run's config as composed with overrides (default: the
+    run's ``config.yaml``; it gives the input size of tasks not sized by their own hparams).
     """
     _check_options(format, dtype, opset, tolerance)
     spec = FORMATS[format]
     spec.require()
     checkpoint = Path(ckpt_path)
     cfg, task = load_task(checkpoint)
+    cfg = cfg if run_cfg is None else run_cfg
     facts = task_facts(cfg, task, checkpoint)
     task = task.eval().to(DTYPES[dtype])
     images = verification_images(task.hparams.in_chans, run_input_size(cfg, task), DTYPES[dtype])

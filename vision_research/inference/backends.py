@@ -27,17 +27,11 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, first_line, unknown_name_error
+from . import BACKENDS
 from .fixed_batch import FixedBatch
 from .folding import fold_batch_norms
 from .quantize import quantize_int8
 
-BACKENDS = {  # name: what it runs (for --help)
-    "eager": "the module as trained",
-    "fused": "batch norms folded into the convolutions",
-    "compile": "torch.compile (Inductor) with frozen weights",
-    "onnxruntime": "the ONNX export on onnxruntime's CPU provider",
-    "int8": "PT2E int8 quantisation (x86 quantiser), compiled by Inductor",
-}
 # Compiling ResNet-50 with freezing took 21.6 s on this project's 2-core CPU and ran ×1.17 faster than the folded
 # eager graph at batch 16 (12.2 vs 10.4 img/s, `vr benchmark resnet50 --backend fused compile`), so it pays once the
 # folded run would take more than 21.6 / (1 − 1/1.17) ≈ 150 s. Smaller networks compile faster: the rule errs

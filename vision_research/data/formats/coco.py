@@ -7,12 +7,13 @@ silently merge entries sharing one).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ...coco import check_unique_coco_ids, coco_box, coco_index
-from ...errors import DataError
+from ...errors import ConfigError, DataError
 from ..annotations import AnnotationSet, ImageRecord, ObjectAnnotation, sanitize_box
 from .writing import ConversionReport, place_image, progress_over
 
@@ -181,3 +182,29 @@ def write_coco(
     json_path.write_text(json.dumps(data))
     report.images, report.objects = len(data["images"]), len(data["annotations"])
     return report
+
+
+def read_dataset(
+    source: Path, image_set: str | None, image_dir: Path | None, class_names: Sequence[str] | str | None
+) -> AnnotationSet:
+    """``FORMATS["coco"].read``: the instances file ``source`` (its own image set and class names)."""
+    return read_coco(source, image_dir)
+
+
+def write_dataset(
+    annotations: AnnotationSet, destination: Path, image_set: str | None, copy_images: bool, progress: bool
+) -> ConversionReport:
+    """``FORMATS["coco"].write``: ``annotations/instances_<image_set or all>.json``, images in ``images/``."""
+    json_path = destination / "annotations" / f"instances_{image_set or 'all'}.json"
+    return write_coco(annotations, json_path, destination / "images" if copy_images else None, progress)
+
+
+def find_dataset(root: Path) -> Path | None:
+    """``FORMATS["coco"].find``: ``root`` if it is a JSON file, else the one JSON file of its annotations/ (several
+    are a ``ConfigError``: which one is meant?)."""
+    if root.suffix == ".json":
+        return root
+    jsons = sorted((root / "annotations").glob("*.json")) if (root / "annotations").is_dir() else []
+    if len(jsons) > 1:
+        raise ConfigError(f"{root}: several COCO files ({', '.join(j.name for j in jsons)}); pass one of them")
+    return jsons[0] if jsons else None

@@ -13,14 +13,14 @@ from pathlib import Path
 from ...errors import ConfigError, DataError
 from ..annotations import AnnotationSet, ImageRecord, ObjectAnnotation, sanitize_box
 from ..images import IMAGE_SUFFIXES, image_size
+from . import DISCOVER, FORMATS
 from .writing import ConversionReport, place_image, progress_over, write_lines
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
     "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
-DISCOVER = "discover"  # class_names value: the sorted names found in the VOC files
-VOC_LAYOUT = "Annotations/<id>.xml, JPEGImages/<id>.jpg, ImageSets/Main/<set>.txt"
+VOC_LAYOUT = FORMATS["voc"].layout
 
 
 def _voc_text(node: ET.Element, tag: str, path: Path, what: str) -> str:
@@ -200,3 +200,22 @@ def write_voc(
         report.objects += len(kept.objects)
     write_lines(root / "ImageSets" / "Main" / f"{image_set}.txt", ids)
     return report
+
+
+def read_dataset(
+    source: Path, image_set: str | None, image_dir: Path | None, class_names: Sequence[str] | str | None
+) -> AnnotationSet:
+    """``FORMATS["voc"].read``: the VOC root ``source`` (its images are in JPEGImages/, ``image_dir`` is unused)."""
+    return read_voc(source, image_set, class_names)
+
+
+def write_dataset(
+    annotations: AnnotationSet, destination: Path, image_set: str | None, copy_images: bool, progress: bool
+) -> ConversionReport:
+    """``FORMATS["voc"].write``: the image set ``all`` when there is none."""
+    return write_voc(annotations, destination, image_set or "all", copy_images, progress)
+
+
+def find_dataset(root: Path) -> Path | None:
+    """``FORMATS["voc"].find``: ``root`` if it holds Annotations/."""
+    return root if (root / "Annotations").is_dir() else None

@@ -10,8 +10,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FORMATS = ("voc", "coco", "yolo")
-
 
 @dataclass
 class ConversionReport:

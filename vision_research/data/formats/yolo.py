@@ -15,9 +15,10 @@ from pathlib import Path
 from ...errors import ConfigError, DataError
 from ..annotations import AnnotationSet, DataWarning, ImageRecord, ObjectAnnotation, sanitize_box
 from ..images import IMAGE_SUFFIXES, image_size, scan_images
+from . import FORMATS
 from .writing import ConversionReport, place_image, progress_over, write_lines
 
-YOLO_LAYOUT = "images/<name>.jpg with labels/<name>.txt (class cx cy w h, normalised)"
+YOLO_LAYOUT = FORMATS["yolo"].layout
 
 
 def yolo_class_names(root: str | Path) -> list[str] | None:
@@ -158,3 +159,25 @@ def yolo_data_yaml(root: Path, split: str | None, categories: Sequence[str]) -> 
             lines.append(f"{key}: images/{split or ''}")
     lines += ["names:", *(f"  {i}: {json.dumps(n)}" for i, n in enumerate(categories))]
     return "".join(f"{line}\n" for line in lines)
+
+
+def read_dataset(
+    source: Path, image_set: str | None, image_dir: Path | None, class_names: Sequence[str] | None
+) -> AnnotationSet:
+    """``FORMATS["yolo"].read``: the YOLO root ``source``, its sub-folder ``image_set`` if images/ has one (else all
+    of it); the images in ``image_dir`` if given; the class names from ``classes.txt`` / ``data.yaml`` if not given."""
+    split = Path(image_set) if image_set and (source / "images" / image_set).is_dir() else Path()
+    names = class_names or yolo_class_names(source)
+    return read_yolo(Path(image_dir or source / "images" / split), source / "labels" / split, names)
+
+
+def write_dataset(
+    annotations: AnnotationSet, destination: Path, image_set: str | None, copy_images: bool, progress: bool
+) -> ConversionReport:
+    """``FORMATS["yolo"].write``: in the sub-folders ``image_set`` of images/ and labels/ (None: none)."""
+    return write_yolo(annotations, destination, image_set, copy_images, progress)
+
+
+def find_dataset(root: Path) -> Path | None:
+    """``FORMATS["yolo"].find``: ``root`` if it holds labels/."""
+    return root if (root / "labels").is_dir() else None

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vision_research.errors import ConfigError
-from vision_research.losses import YoloAnchorLoss, YoloV1Loss, flatten_targets
+from vision_research.tasks.detection import YoloAnchorLoss, YoloV1Loss, flatten_targets
 
 S, B, C, SIZE = 2, 2, 3, 64
 KEYS = {"loss", "loss_xy", "loss_wh", "loss_obj", "loss_noobj", "loss_cls"}
@@ -32,7 +32,7 @@ def v1_raw(n: int = 1) -> torch.Tensor:
 
 
 def v1_loss(raw, targets, **options) -> dict:
-    return YoloV1Loss(C, grid_size=S, num_boxes=B, **options)(raw, targets, SIZE)
+    return YoloV1Loss(C, grid_size=S, num_boxes=B, image_size=SIZE, **options)(raw, targets)
 
 
 def assert_terms(out: dict, **expected: float) -> None:

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .annotated import AnnotatedDataModule, MaskReader
 from .annotations import AnnotationSet, DataWarning, ImageRecord
-from .detection import AnnotatedDataModule, MaskReader
 from .formats import (
     DISCOVER,
     VOC_CLASSES,

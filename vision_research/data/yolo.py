@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from .annotated import AnnotatedDataModule
 from .annotations import AnnotationSet
-from .detection import AnnotatedDataModule
 from .formats import YOLO_LAYOUT, read_yolo, yolo_class_names
 from .registry import register_datamodule
 

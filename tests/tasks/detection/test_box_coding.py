@@ -1,4 +1,5 @@
-"""YOLO heads: shapes on a real backbone, decoding against the formulas, post-processing against torchvision."""
+"""Box decoding against the formulas, its bound on sizes, post-processing against torchvision, the loss's targets
+decoded back."""
 
 import math
 
@@ -6,74 +7,21 @@ import pytest
 import torch
 from torchvision.ops import box_iou, nms
 
-from vision_research.errors import ConfigError
-from vision_research.heads import (
+from vision_research.tasks.detection import (
+    MAX_LOG_SCALE,
     YOLOV3_ANCHORS,
-    MultiScaleYoloHead,
-    YoloAnchorHead,
-    YoloV1Head,
+    YoloAnchorLoss,
+    anchor_boxes,
+    decode_anchor_boxes,
     decode_anchors,
     decode_v1,
-    kmeans_anchors,
+    flatten_targets,
     postprocess,
 )
-from vision_research.losses import YoloAnchorLoss, flatten_targets
-from vision_research.models import create_model
-
-PRIOR_LOGIT = math.log(0.01 / 0.99)
 
 
 def logit(p: float) -> float:
     return math.log(p / (1 - p))
-
-
-@pytest.fixture(scope="module")
-def resnet18():
-    return create_model("resnet18").eval()
-
-
-@pytest.mark.parametrize("size", [224, 300, 448])
-def test_v1_head_gives_the_papers_7x7x30_on_resnet18_features(resnet18, size):
-    head = YoloV1Head(resnet18.feature_info[-1]["num_chs"], num_classes=20, grid_size=7, num_boxes=2).eval()
-    fc_head = YoloV1Head(512, 20, fc=True, hidden_channels=16).eval()
-    with torch.no_grad():
-        features = resnet18.forward_features(torch.randn(2, 3, size, size))[-1]
-        assert head(features).shape == fc_head(features).shape == (2, 7, 7, 30)
-
-
-def test_v1_head_fc_form_is_the_papers_two_fully_connected_layers():
-    head = YoloV1Head(64, 3, grid_size=4, num_boxes=2, hidden_channels=8, fc=True, dropout=0.5)
-    linears = [m for m in head.predict if isinstance(m, torch.nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linears] == [(8 * 4 * 4, 4096), (4096, 4 * 4 * 13)]
-    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in head.predict)
-    assert head(torch.randn(2, 64, 9, 5)).shape == (2, 4, 4, 13)
-    # The confidence outputs start at logit(0.01), in every cell.
-    bias = linears[-1].bias.view(16, 13)
-    torch.testing.assert_close(bias[:, [4, 9]], torch.full((16, 2), PRIOR_LOGIT))
-
-
-def test_confidence_biases_start_at_the_prior():
-    v1 = YoloV1Head(16, 3, num_boxes=2, hidden_channels=8)
-    torch.testing.assert_close(v1.predict.bias[[4, 9]], torch.full((2,), PRIOR_LOGIT))
-    anchor = YoloAnchorHead(16, 3, [(10, 10), (20, 20)], stride=8, hidden_channels=8)
-    torch.testing.assert_close(anchor.predict.bias.view(2, 8)[:, 4], torch.full((2,), PRIOR_LOGIT))
-
-
-@pytest.mark.parametrize("size", [416, 300])
-def test_multi_scale_head_on_resnet18_stages(resnet18, size):
-    stages = resnet18.feature_info[1:]  # reductions 8, 16, 32
-    head = MultiScaleYoloHead(stages, num_classes=5, anchors_per_scale=YOLOV3_ANCHORS, hidden_channels=32).eval()
-    assert head.strides == [8, 16, 32] and [a.shape for a in head.anchors] == [(3, 2)] * 3
-    with torch.no_grad():
-        features = resnet18.forward_features(torch.randn(2, 3, size, size))[1:]
-        raws = head(features)
-    assert [r.shape for r in raws] == [(2, 3, f.shape[2], f.shape[3], 10) for f in features]
-    assert raws[-1].shape[2] == math.ceil(size / 32)  # 13 for 416, 10 for 300
-
-
-def test_multi_scale_head_needs_one_anchor_set_per_stage():
-    with pytest.raises(ConfigError, match="2 anchor sets for 3 stages"):
-        MultiScaleYoloHead([{"num_chs": 8, "reduction": r} for r in (8, 16, 32)], 2, YOLOV3_ANCHORS[:2])
 
 
 def test_decode_v1_places_a_box_where_the_formula_says():
@@ -101,6 +49,20 @@ def test_decode_anchors_places_a_box_where_the_formula_says():
     cx, cy = (0.5 + 2) * 16, (0.25 + 1) * 16  # 40, 20
     torch.testing.assert_close(boxes[0, index], torch.tensor([cx - 40, cy - 15, cx + 40, cy + 15]))
     torch.testing.assert_close(scores[0, index], torch.tensor([0.8 * 0.5, 0.8 * 0.1]))
+
+
+def test_anchor_sizes_are_bounded_at_e8_times_the_anchor_in_the_grid_and_the_losss_positives():
+    """exp(100) overflows fp32: the clamp of t_w, t_h at MAX_LOG_SCALE keeps the box finite, e⁸ × the anchor."""
+    raw = torch.zeros(1, 1, 2, 3, 5 + 1)
+    raw[0, 0, 1, 2, 2:4] = torch.tensor([100.0, math.log(3)])  # anchor 1 at row 1, column 2
+    boxes = decode_anchor_boxes(raw, [(10.0, 20.0)], 16)
+    assert torch.isfinite(boxes).all()
+    x1, y1, x2, y2 = boxes[0, 0, 1, 2]
+    assert (x2 - x1).item() == pytest.approx(10 * math.exp(MAX_LOG_SCALE), rel=1e-6)
+    assert (y2 - y1).item() == pytest.approx(60.0, rel=1e-6)  # below the bound: unchanged
+    # The loss decodes its positives, one cell and anchor each, with the same function.
+    positive = anchor_boxes(raw[0, 0, 1, 2, :4], torch.tensor([2, 1]), torch.tensor([10.0, 20.0]), 16)
+    torch.testing.assert_close(positive, boxes[0, 0, 1, 2], rtol=0, atol=0)
 
 
 def _reference_nms(boxes, scores, image_size, score_threshold, iou_threshold, max_detections):
@@ -144,22 +106,6 @@ def test_postprocess_clips_thresholds_and_can_be_class_agnostic():
     assert agnostic["labels"].tolist() == [0, 1] and agnostic["scores"].tolist() == pytest.approx([0.9, 0.3])
     (empty,) = postprocess(boxes, scores, 64, score_threshold=0.9)
     assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,)
-
-
-def test_kmeans_anchors_recovers_planted_clusters():
-    generator = torch.Generator().manual_seed(0)
-    groups = torch.tensor([[12.0, 16.0], [60.0, 40.0], [150.0, 200.0]])
-    wh = torch.cat([g * (1 + 0.05 * (2 * torch.rand(100, 2, generator=generator) - 1)) for g in groups])
-    wh = wh[torch.randperm(len(wh), generator=generator)]
-    centroids = kmeans_anchors(wh, 3)
-    torch.testing.assert_close(centroids, groups, rtol=0.02, atol=0)  # sorted by area, as the groups are
-    torch.testing.assert_close(kmeans_anchors(wh, 3), centroids, rtol=0, atol=0)  # deterministic
-    assert kmeans_anchors(wh, 5, seed=1).shape == (5, 2)
-
-
-def test_kmeans_anchors_needs_at_least_k_boxes():
-    with pytest.raises(ConfigError, match="at least k boxes"):
-        kmeans_anchors(torch.tensor([[10.0, 10.0], [20.0, 30.0]]), 3)
 
 
 def test_anchor_targets_decode_back_to_the_ground_truth():

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from .annotated import AnnotatedDataModule, MaskReader
 from .annotations import AnnotationSet
-from .detection import AnnotatedDataModule, MaskReader
 from .formats import coco_class_map, read_coco
 from .registry import register_datamodule
 

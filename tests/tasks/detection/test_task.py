@@ -1,4 +1,5 @@
-"""YoloDetector: a short run, COCO AP equal to pycocotools on the same detections, anchors from k-means, vr predict."""
+"""YoloDetector: a short run, COCO AP equal to pycocotools on the same detections, VOC AP (use_metric) equal to
+voc_evaluate on them, anchors from k-means, vr predict."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from vision_research.constants import IMAGENET_MEAN, IMAGENET_STD
+from vision_research.data.annotated import AnnotatedImageDataset, collate_detection
 from vision_research.data.base import normalise
-from vision_research.data.detection import AnnotatedImageDataset, collate_detection
 from vision_research.data.formats import coco_dict, read_coco
 from vision_research.data.shapes import ShapesDataModule, generate_shapes
 from vision_research.data.transforms import build_transforms
 from vision_research.errors import ConfigError
 from vision_research.geometry import boxes_to_original
+from vision_research.metrics import voc_evaluate
 from vision_research.tasks import YoloDetector
 
 SHAPES = {"num_train": 40, "num_val": 8, "num_test": 8, "seed": 7}
@@ -93,6 +95,38 @@ def test_test_map_equals_pycocotools_on_the_same_detections(fitted, data):
     assert result["test/map"] == pytest.approx(evaluation.stats[0], abs=1e-6)
     assert result["test/map_50"] == pytest.approx(evaluation.stats[1], abs=1e-6)
     assert result["test/mar_100"] == pytest.approx(evaluation.stats[8], abs=1e-6)
+
+
+def test_voc_map_through_trainer_test_equals_voc_evaluate_on_the_same_detections(fitted, data):
+    """use_metric("voc12") / ("voc07"): the test split scored with VOC AP (IoU 0.5, difficult objects ignored) in
+    input pixels; "coco" restores the COCO figures."""
+    trainer, task = fitted
+    task.eval()
+    predictions, truths = [], []
+    with torch.no_grad():
+        for images, targets in data.test_dataloader():
+            images, targets = data.on_after_batch_transfer((images, targets), 0)
+            predictions += task.detect(task(images))
+            truths += targets
+    try:
+        for name, use_07_metric in (("voc12", False), ("voc07", True)):
+            task.use_metric(name)
+            (result,) = trainer.test(task, datamodule=data, verbose=False)
+            expected = voc_evaluate(truths, predictions, num_classes=3, use_07_metric=use_07_metric)["map"]
+            assert set(result) == {"test/loss", f"test/{name}_map"}
+            assert result[f"test/{name}_map"] == pytest.approx(expected, abs=1e-6)
+            assert expected > 0  # the short run finds shapes: the equality is not one of two zeros
+    finally:
+        task.use_metric("coco")
+    (coco,) = trainer.test(task, datamodule=data, verbose=False)
+    assert {"test/map", "test/map_50", "test/mar_100"} <= set(coco) and "test/voc12_map" not in coco
+
+
+def test_an_unknown_metric_is_a_one_line_config_error():
+    task = YoloDetector("resnet18", num_classes=3, image_size=64, model_options={"width_mult": 0.25}, head=V1_HEAD)
+    assert task.evaluation_metrics == ("coco", "voc07", "voc12")
+    with pytest.raises(ConfigError, match=r"^metric=voc10: a YoloDetector scores with its own metrics; choose coco, "):
+        task.use_metric("voc10")
 
 
 def test_a_bare_dataloader_evaluates_the_detector_as_its_datamodule(fitted, data, tmp_path):

@@ -1,6 +1,6 @@
 """YOLO losses: the v1 sum-squared loss and the v2/v3 anchor loss, vectorised over boxes, computed in fp32.
 
-Both take the raw head outputs (see :mod:`vision_research.heads.yolo_head` for the parameterisation) and targets
+Both take the raw head outputs (see :mod:`.box_coding` for the parameterisation) and targets
 following torchvision: one dict per image with ``boxes`` FloatTensor[N, 4] xyxy pixels of the network input
 and ``labels`` Int64Tensor[N] in 0..C-1. Crowd boxes (``iscrowd`` True) and degenerate boxes (zero width or
 height) are removed before assignment; images without objects are legal.
@@ -18,7 +18,7 @@ the papers keep one without saying which.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,14 +31,15 @@ from torchvision.ops import (
     generalized_box_iou_loss,
 )
 
-from ..errors import ConfigError
-from ..heads.yolo_head import decode_anchor_boxes, shape_iou, v1_cell_boxes
+from ...errors import ConfigError
+from ...registry import keyword_defaults
+from .anchors import shape_iou
+from .box_coding import anchor_boxes, decode_anchor_boxes, v1_cell_boxes
 
 CONFIDENCE_TARGETS = ("iou", "one")
 # 1 − GIoU (Rezatofighi et al. 2019, Alg. 2), 1 − DIoU and 1 − CIoU (Zheng et al. 2020, eqs. 6 and 10), from
 # torchvision.ops; "mse": the papers' squared errors on the offsets and log sizes.
 BOX_LOSSES = {"giou": generalized_box_iou_loss, "diou": distance_box_iou_loss, "ciou": complete_box_iou_loss}
-MAX_LOG_SCALE = 8.0  # t_w, t_h clamped before exp() in the IoU losses: at most e⁸ ≈ 3,000 × the anchor
 
 
 def flatten_targets(targets: Sequence[dict[str, Tensor]], device: torch.device | str) -> tuple[Tensor, Tensor, Tensor]:
@@ -90,6 +91,9 @@ class YoloV1Loss(nn.Module):
       other boxes of a cell that holds an object;
     - ``loss_cls`` = Σ_i 𝟙_i^obj Σ_c (p_i(c) − p̂_i(c))², softmax class probabilities against the one-hot
       label, only in cells that hold an object (as in the paper's eq. 3).
+
+    ``image_size`` is the side of the square input whose pixels the targets' boxes are in (448 in the paper, Sec.
+    2.2); the S×S grid divides it.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class YoloV1Loss(nn.Module):
         num_classes: int,
         grid_size: int = 7,
         num_boxes: int = 2,
+        image_size: int = 448,
         lambda_coord: float = 5.0,
         lambda_noobj: float = 0.5,
         confidence_target: str = "iou",
@@ -105,21 +110,22 @@ class YoloV1Loss(nn.Module):
         if confidence_target not in CONFIDENCE_TARGETS:
             raise ConfigError(f"confidence_target must be one of {CONFIDENCE_TARGETS}; got '{confidence_target}'")
         self.num_classes, self.grid_size, self.num_boxes = num_classes, grid_size, num_boxes
+        self.image_size = image_size
         self.lambda_coord, self.lambda_noobj = lambda_coord, lambda_noobj
         self.confidence_target = confidence_target
 
-    def forward(self, raw: Tensor, targets: Sequence[dict[str, Tensor]], image_size: int) -> dict[str, Tensor]:
+    def forward(self, raw: Tensor, targets: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
         s, b = self.grid_size, self.num_boxes
         expected = (len(targets), s, s, 5 * b + self.num_classes)
         if tuple(raw.shape) != expected:
             raise ValueError(f"YoloV1Loss expects raw outputs of shape {expected}; got {tuple(raw.shape)}")
         with torch.autocast(device_type=raw.device.type, enabled=False):
-            return self._loss(raw.float(), targets, image_size)
+            return self._loss(raw.float(), targets)
 
-    def _loss(self, raw: Tensor, targets: Sequence[dict[str, Tensor]], image_size: int) -> dict[str, Tensor]:
+    def _loss(self, raw: Tensor, targets: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
         s, b = self.grid_size, self.num_boxes
         image, boxes, labels = flatten_targets(targets, raw.device)
-        truth = box_convert(boxes, "xyxy", "cxcywh") / image_size
+        truth = box_convert(boxes, "xyxy", "cxcywh") / self.image_size
         cell = (truth[:, :2] * s).floor().clamp(0, s - 1).long()
         kept = one_per_key((image * s + cell[:, 1]) * s + cell[:, 0], truth[:, 2] * truth[:, 3])
         image, truth, labels, col, row = image[kept], truth[kept], labels[kept], cell[kept, 0], cell[kept, 1]
@@ -313,11 +319,9 @@ class YoloAnchorLoss(nn.Module):
         return _loss_dict(len(targets), **terms)
 
     def _decoded(self, pred: Tensor, pos: AnchorTargets, s: int) -> Tensor:
-        """[M, 4] xyxy input pixels of the positives' predictions at scale ``s`` (as ``decode_anchor_boxes``)."""
+        """[M, 4] xyxy input pixels of the positives' predictions at scale ``s`` (``anchor_boxes``, as the grid's)."""
         anchors = self.anchors[self.anchor_scale == s].to(pred.device)[pos.anchor]
-        centre = (pred[:, :2].sigmoid() + torch.stack([pos.col, pos.row], 1)) * self.strides[s]
-        size = anchors * pred[:, 2:4].clamp(max=MAX_LOG_SCALE).exp()
-        return box_convert(torch.cat([centre, size], 1), "cxcywh", "xyxy")
+        return anchor_boxes(pred[:, :4], torch.stack([pos.col, pos.row], 1), anchors, self.strides[s])
 
     @torch.no_grad()
     def _ignored(self, raw: Tensor, s: int, padded: Tensor, valid: Tensor) -> Tensor:
@@ -338,3 +342,20 @@ def _padded_boxes(image: Tensor, boxes: Tensor, batch_size: int) -> tuple[Tensor
     padded[image, slot] = boxes
     valid[image, slot] = True
     return padded, valid
+
+
+# Options of the anchor loss that the v1 loss does not have (configs/task/detection.yaml holds them for both heads).
+ANCHOR_LOSS_DEFAULTS = {
+    k: v for k, v in keyword_defaults(YoloAnchorLoss).items() if k not in keyword_defaults(YoloV1Loss)
+}
+
+
+def v1_loss_options(loss: dict[str, Any] | None) -> dict[str, Any]:
+    """``task.loss`` for the v1 grid: the anchor-only options dropped while they keep their defaults (the v1 grid
+    keeps the paper's loss), a one-line error when one is set."""
+    options = dict(loss or {})
+    for key, default in ANCHOR_LOSS_DEFAULTS.items():
+        value = options.pop(key, default)
+        if value != default:
+            raise ConfigError(f"task.loss.{key}={value} is an option of the anchor head's loss: use task/head=anchors")
+    return options

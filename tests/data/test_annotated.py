@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from vision_research.data import create_datamodule
-from vision_research.data.coco_datamodule import CocoDataModule
+from vision_research.data.coco import CocoDataModule
 from vision_research.data.scenes import render_scene
 from vision_research.data.shapes import SPLIT_SEEDS, ShapesDataModule, generate_shapes
-from vision_research.data.voc_datamodule import VOCDataModule
-from vision_research.data.yolo_datamodule import YoloDataModule
+from vision_research.data.voc import VOCDataModule
+from vision_research.data.yolo import YoloDataModule
 from vision_research.errors import ConfigError, DataError
 from vision_research.geometry import boxes_to_original
 

@@ -4,20 +4,21 @@
 
 - ``v1`` — the paper's S×S grid on one backbone stage (``head.stage``, default the last): B boxes with
   confidences and one class distribution per cell, trained with the multi-part sum-squared loss
-  (``losses/yolo_loss.py``: λ_coord = 5, λ_noobj = 0.5 by default);
+  (``loss.py``: λ_coord = 5, λ_noobj = 0.5 by default);
 - ``anchors`` — YOLOv2/v3 anchor boxes on one or more stages (``head.strides``, e.g. [8, 16, 32]): sigmoid
   centre offsets, log-space sizes relative to anchors that are, by default, k-means clusters (d = 1 − IoU)
-  of the training boxes, per-box classes.
+  of the training boxes (``anchors.py``), per-box classes.
 
 Each loss term is logged on its own (``train/loss_xy``, ``train/loss_wh``, ``train/loss_obj``,
-``train/loss_noobj``, ``train/loss_cls``). Evaluation decodes, runs per-class NMS
+``train/loss_noobj``, ``train/loss_cls``). Evaluation decodes (``box_coding.py``), runs per-class NMS
 (``torchvision.ops.batched_nms``; score ≥ 0.001, IoU 0.5, 100 detections per image by default), maps the
 boxes back from the letterboxed input to each original image and scores them with COCOeval against the ground
 truth the targets carry (every object of the annotation files, as their COCO instances dict holds it;
-``metrics/detection.py``: pycocotools or faster-coco-eval, one result per image under DDP): ``val/map``
-(0.50:0.95), ``val/map_50`` (primary), ``val/map_75`` and the size / recall figures. The images scored are
-those evaluated, so a bare DataLoader of the detection datasets evaluates too. Every
-``log_images_every_n_epochs`` epochs, predictions drawn on the first validation images go to TensorBoard.
+``metrics/coco.py``: pycocotools or faster-coco-eval, one result per image under DDP): ``val/map``
+(0.50:0.95), ``val/map_50`` (primary), ``val/map_75`` and the size / recall figures. ``use_metric("voc07")``
+(or ``"voc12"``) scores with Pascal VOC mAP instead (``metrics/voc.py``). The images scored are those evaluated,
+so a bare DataLoader of the detection datasets evaluates too. Every ``log_images_every_n_epochs`` epochs,
+predictions drawn on the first validation images go to TensorBoard.
 """
 
 from __future__ import annotations
@@ -28,74 +29,31 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torchmetrics import Metric
 
-from ..errors import ConfigError, DataError
-from ..geometry import boxes_to_original, letterbox_geometry
-from ..heads.stages import select_stages
-from ..heads.yolo_head import MultiScaleYoloHead, YoloV1Head, decode_anchors, decode_v1, kmeans_anchors, postprocess
-from ..losses.yolo_loss import YoloAnchorLoss, YoloV1Loss
-from ..metrics.detection import COCO_STATS_NAMES, CocoMeanAveragePrecision, detections_to_coco
-from ..models import freeze_unused_by_features
-from ..registry import keyword_defaults
-from ..visualize import denormalize, draw_boxes
-from .base import Prediction, VisionTask
-from .contract import AnnotatedData
-from .registry import register_task
+from ...errors import ConfigError, DataError
+from ...geometry import boxes_to_original
+from ...metrics.coco import COCO_STATS_NAMES, CocoMeanAveragePrecision, detections_to_coco
+from ...metrics.voc import VocMeanAveragePrecision
+from ...models import freeze_unused_by_features
+from ...registry import keyword_defaults
+from ...visualize import denormalize, draw_boxes
+from ..base import Prediction, VisionTask
+from ..contract import AnnotatedData
+from ..registry import register_task
+from .anchors import kmeans_anchors_from_data
+from .box_coding import decode_detections, postprocess
+from .heads import MultiScaleYoloHead, YoloV1Head
 
-HEAD_TYPES = ("v1", "anchors")
-# task.head's keys: the task's own (which head, which stages or strides, the anchors or how many per scale to cluster)
-# and the head's options; task.postprocess's: the options of postprocess. Read from the signatures.
-V1_HEAD_KEYS = {"type", "stage", *keyword_defaults(YoloV1Head)}
-ANCHOR_HEAD_KEYS = {"type", "strides", "anchors", "anchors_per_scale", *keyword_defaults(MultiScaleYoloHead)}
-POSTPROCESS_DEFAULTS = keyword_defaults(postprocess)
-# Options of the anchor loss that the v1 loss does not have (configs/task/detection.yaml holds them for both heads).
-ANCHOR_LOSS_DEFAULTS = {
-    k: v for k, v in keyword_defaults(YoloAnchorLoss).items() if k not in keyword_defaults(YoloV1Loss)
+HEADS: dict[str, type[YoloV1Head] | type[MultiScaleYoloHead]] = {"v1": YoloV1Head, "anchors": MultiScaleYoloHead}
+# task.head's keys: "type" and the options of the head's builder (which stage or strides, the anchors or how many per
+# scale to cluster) and of the head; task.postprocess's: the options of postprocess. Read from the signatures.
+HEAD_KEYS = {
+    name: {"type", *keyword_defaults(head.from_backbone), *keyword_defaults(head)} for name, head in HEADS.items()
 }
-
-
-def v1_loss_options(loss: dict[str, Any] | None) -> dict[str, Any]:
-    """``task.loss`` for the v1 grid: the anchor-only options dropped while they keep their defaults (the v1 grid
-    keeps the paper's loss), a one-line error when one is set."""
-    options = dict(loss or {})
-    for key, default in ANCHOR_LOSS_DEFAULTS.items():
-        value = options.pop(key, default)
-        if value != default:
-            raise ConfigError(f"task.loss.{key}={value} is an option of the anchor head's loss: use task/head=anchors")
-    return options
-
-
-def kmeans_anchors_from_data(datamodule: Any, image_size: int, strides: Sequence[int], per_scale: int) -> list:
-    """YOLOv2's dimension clusters of the training boxes (letterboxed input pixels), smallest at the finest stride."""
-    sizes = []
-    for record in datamodule.annotations("train").images:
-        scale = letterbox_geometry(record.height, record.width, image_size)[0]
-        sizes += [((x2 - x1) * scale, (y2 - y1) * scale) for x1, y1, x2, y2 in (o.box for o in record.objects)]
-    clusters = kmeans_anchors(torch.tensor(sizes, dtype=torch.float32), per_scale * len(strides))
-    ordered = sorted(strides)
-    groups = [clusters[i * per_scale : (i + 1) * per_scale] for i in range(len(strides))]
-    by_stride = dict(zip(ordered, groups, strict=True))
-    return [[[round(float(w), 2), round(float(h), 2)] for w, h in by_stride[s]] for s in strides]
-
-
-def decode_detections(
-    raw: Tensor | Sequence[Tensor],
-    image_size: int,
-    num_boxes: int = 2,
-    anchors: Sequence[Tensor | Sequence[Sequence[float]]] | None = None,
-    strides: Sequence[int] | None = None,
-    **postprocess_options: Any,
-) -> list[dict[str, Tensor]]:
-    """Per-image detections ``{"boxes" xyxy input pixels, "scores", "labels"}`` from a YOLO head's raw outputs:
-    ``decode_v1`` of the v1 grid [N, S, S, 5B + C] (``anchors`` None) or ``decode_anchors`` of one
-    [N, A, h, w, 5 + C] tensor per stride, then ``postprocess`` (per-class NMS) with ``postprocess_options``.
-    ``YoloDetector.decoding()`` gives the other arguments; a standalone function so that exported models'
-    outputs are decoded by the same code."""
-    if anchors is None:
-        boxes, scores = decode_v1(raw, image_size, num_boxes)
-    else:
-        boxes, scores = decode_anchors(raw, anchors, strides)
-    return postprocess(boxes, scores, image_size, **postprocess_options)
+POSTPROCESS_DEFAULTS = keyword_defaults(postprocess)
+# use_metric's VOC names (mAP at IoU 0.5) and whether each uses VOC2007's 11-point rule, else the area rule of 2010+.
+VOC_METRICS = {"voc07": True, "voc12": False}
 
 
 @register_task(name="detection")
@@ -103,6 +61,7 @@ class YoloDetector(VisionTask):
     """YOLO over a backbone given by name; every option is a plain value so that checkpoints rebuild it."""
 
     monitor = "val/map_50"
+    evaluation_metrics = ("coco", *VOC_METRICS)
 
     def __init__(
         self,
@@ -124,8 +83,8 @@ class YoloDetector(VisionTask):
             raise ConfigError(f"{len(category_ids)} category ids for {num_classes} classes")
         super().__init__(model, num_classes, in_chans, **options)
         head = {"type": "v1", **(head or {})}
-        if head["type"] not in HEAD_TYPES:
-            raise ConfigError(f"task.head.type must be one of {', '.join(HEAD_TYPES)}; got '{head['type']}'")
+        if head["type"] not in HEADS:
+            raise ConfigError(f"task.head.type must be one of {', '.join(HEADS)}; got '{head['type']}'")
         self.postprocess_options = {**POSTPROCESS_DEFAULTS, **(postprocess or {})}
         unknown = set(self.postprocess_options) - set(POSTPROCESS_DEFAULTS)
         if unknown:
@@ -133,33 +92,13 @@ class YoloDetector(VisionTask):
                 f"task.postprocess has no option {sorted(unknown)}; options: {sorted(POSTPROCESS_DEFAULTS)}"
             )
         self.backbone = self.create_backbone()
-        info = self.backbone.feature_info
-        if head["type"] == "v1":
-            self._check_keys(head, V1_HEAD_KEYS)
-            options = {k: v for k, v in head.items() if k not in ("type", "stage")}
-            self.stages = [head.get("stage", -1) % len(info)]
-            self.head = YoloV1Head(info[self.stages[0]]["num_chs"], num_classes, **options)
-            self.criterion = YoloV1Loss(num_classes, self.head.grid_size, self.head.num_boxes, **v1_loss_options(loss))
-        else:
-            self._check_keys(head, ANCHOR_HEAD_KEYS)
-            strides = list(head.get("strides", [32]))
-            anchors = head.get("anchors")
-            if not isinstance(anchors, list | tuple) or len(anchors) != len(strides):
-                raise ConfigError(
-                    f"task.head.anchors must hold one list of [w, h] per stride {strides} (or 'kmeans', resolved "
-                    f"from the training boxes when the run starts); got {anchors!r}"
-                )
-            self.stages = select_stages(info, strides)
-            options = {k: v for k, v in head.items() if k in keyword_defaults(MultiScaleYoloHead)}
-            self.head = MultiScaleYoloHead([info[i] for i in self.stages], num_classes, anchors, **options)
-            self.criterion = YoloAnchorLoss(num_classes, anchors, strides, **(loss or {}))
-        freeze_unused_by_features(self.backbone, in_chans, self.stages)
+        self._check_keys(head, HEAD_KEYS[head["type"]])
+        head_options = {k: v for k, v in head.items() if k != "type"}
+        self.head = HEADS[head["type"]].from_backbone(self.backbone.feature_info, num_classes, **head_options)
+        self.criterion = self.head.build_loss(image_size, loss)
+        freeze_unused_by_features(self.backbone, in_chans, self.head.stages)
         self.category_ids = list(category_ids) if category_ids is not None else list(range(1, num_classes + 1))
-        for stage in ("val", "test"):
-            metric = CocoMeanAveragePrecision(
-                None, self.category_ids, coco_backend, max_detections=self.postprocess_options["max_detections"]
-            )
-            setattr(self, f"{stage}_metrics", metric)
+        self.use_metric("coco")
 
     @staticmethod
     def _check_keys(head: dict[str, Any], allowed: set[str]) -> None:
@@ -184,27 +123,39 @@ class YoloDetector(VisionTask):
     def pretrained_module(self) -> nn.Module:
         return self.backbone
 
+    def use_metric(self, name: str) -> None:
+        """Score validation and test with COCO mAP (``coco``, the default: ``{stage}/map_50``, ``{stage}/map`` ...) or
+        Pascal VOC mAP at IoU 0.5 with difficult objects ignored (``voc07``: VOC2007's 11-point rule; ``voc12``: the
+        area rule of VOC2010 onwards), logged as ``{stage}/voc07_map`` / ``{stage}/voc12_map``."""
+        if name not in self.evaluation_metrics:
+            super().use_metric(name)
+        self.metric_name = name
+        for stage in ("val", "test"):
+            setattr(self, f"{stage}_metrics", self._new_metric(name))
+
+    def _new_metric(self, name: str) -> Metric:
+        if name in VOC_METRICS:
+            metric = VocMeanAveragePrecision(self.hparams.num_classes, use_07_metric=VOC_METRICS[name])
+        else:
+            max_detections = self.postprocess_options["max_detections"]
+            metric = CocoMeanAveragePrecision(
+                None, self.category_ids, self.hparams.coco_backend, max_detections=max_detections
+            )
+        return metric.to(self.device)
+
     # ------------------------------------------------------------------ model
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         """Raw head outputs: [N, S, S, 5B + C] (v1) or one [N, A, h, w, 5 + C] per scale (anchors)."""
-        features = self.backbone.forward_features(x)
-        if isinstance(self.head, YoloV1Head):
-            return self.head(features[self.stages[0]])
-        return self.head([features[i] for i in self.stages])
+        return self.head.read(self.backbone.forward_features(x))
 
     def compute_loss(self, raw: Tensor | list[Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        if isinstance(self.head, YoloV1Head):
-            return self.criterion(raw, targets, self.hparams.image_size)
         return self.criterion(raw, targets)
 
     def decoding(self) -> dict[str, Any]:
         """The keyword arguments of :func:`decode_detections` for this detector (an export's sidecar holds them):
-        the input size, the head's geometry (v1: ``num_boxes``; anchors: ``anchors``, one [A, 2] tensor per
-        stride, and ``strides``) and the ``postprocess`` options."""
-        options = {"image_size": self.hparams.image_size, **self.postprocess_options}
-        if isinstance(self.head, YoloV1Head):
-            return {**options, "num_boxes": self.head.num_boxes}
-        return {**options, "anchors": self.head.anchors, "strides": self.head.strides}
+        the input size, the ``postprocess`` options and the head's geometry (v1: ``num_boxes``; anchors:
+        ``anchors``, one [A, 2] tensor per stride, and ``strides``)."""
+        return {"image_size": self.hparams.image_size, **self.postprocess_options, **self.head.geometry()}
 
     def detect(self, raw: Tensor | list[Tensor]) -> list[dict[str, Tensor]]:
         """Decoded, NMS-filtered detections per image in input pixels."""
@@ -246,6 +197,11 @@ class YoloDetector(VisionTask):
         losses = self.compute_loss(raw, targets)
         self.log(f"{stage}/loss", losses["loss"], on_epoch=True, sync_dist=True, batch_size=len(images))
         detections = self.detect(raw)
+        image_ids = [int(t["image_id"]) for t in targets]
+        metric = getattr(self, f"{stage}_metrics")
+        if self.metric_name in VOC_METRICS:  # boxes in input pixels on both sides: the letterbox keeps every IoU
+            metric.update(detections, image_ids, targets)
+            return detections
         size = self.hparams.image_size
         in_original = [
             {**d, "boxes": boxes_to_original(d["boxes"], int(t["orig_size"][0]), int(t["orig_size"][1]), size)}
@@ -254,16 +210,18 @@ class YoloDetector(VisionTask):
         if any("ground_truth" not in t for t in targets):
             raise DataError(
                 "a detection target has no 'ground_truth' rows to score against (vision_research.coco."
-                "ground_truth_rows); the detection datasets (data.detection.AnnotatedImageDataset) give them"
+                "ground_truth_rows); the detection datasets (data.annotated.AnnotatedImageDataset) give them"
             )
-        metric = getattr(self, f"{stage}_metrics")
-        metric.update(in_original, [int(t["image_id"]) for t in targets], [t["ground_truth"] for t in targets])
+        metric.update(in_original, image_ids, [t["ground_truth"] for t in targets])
         return detections
 
-    def _log_coco(self, stage: str) -> None:
+    def _log_scores(self, stage: str) -> None:
         metric = getattr(self, f"{stage}_metrics")
         scores = metric.compute()
         metric.reset()
+        if self.metric_name in VOC_METRICS:
+            self.log(f"{stage}/{self.metric_name}_map", scores["map"].float(), prog_bar=True)
+            return
         self.log(f"{stage}/map_50", scores["map_50"].float(), prog_bar=True)
         self.log_dict({f"{stage}/{k}": scores[k].float() for k in COCO_STATS_NAMES if k != "map_50"})
 
@@ -273,13 +231,13 @@ class YoloDetector(VisionTask):
             self._log_drawings(batch[0], detections)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_coco("val")
+        self._log_scores("val")
 
     def test_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
-        self._log_coco("test")
+        self._log_scores("test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, Tensor]]:
         images = batch[0] if isinstance(batch, list | tuple) else batch

@@ -1,10 +1,6 @@
-"""Detection metrics: COCO mAP / mAR and Pascal VOC AP.
-
-- **COCO** (Lin et al. 2014; the cocoapi's ``COCOeval``): the 12 summary numbers of ``COCOeval.stats`` —
-  AP over IoU 0.50:0.95, at 0.50 and 0.75, per object size, and AR at 1 / 10 / 100 detections per image and
-  per size. Computed by pycocotools (the reference) or faster-coco-eval (its C++ port, same numbers, faster).
-- **Pascal VOC** (Everingham et al. 2010; the devkit's ``VOCevaldet`` / ``VOCap``): per-class AP at one IoU
-  threshold with ``difficult`` objects ignored, by the VOC2007 11-point rule or the 2010+ area rule.
+"""COCO detection metrics (Lin et al. 2014; the cocoapi's ``COCOeval``): the 12 summary numbers of ``COCOeval.stats``
+— AP over IoU 0.50:0.95, at 0.50 and 0.75, per object size, and AR at 1 / 10 / 100 detections per image and per
+size. Computed by pycocotools (the reference) or faster-coco-eval (its C++ port, same numbers, faster).
 
 Framework boxes are xyxy pixels; COCO boxes are xywh. ``detections_to_coco`` converts per-image predictions
 (in the original image's frame) to COCO result dicts, and ``CocoMeanAveragePrecision`` collects them over an
@@ -24,11 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
-from torchvision.ops import box_iou
 
 from ..coco import GROUND_TRUTH_COLUMNS, check_unique_coco_ids, coco_index, instances_from_rows
 from ..errors import ConfigError, DataError, unknown_name_error
+from .samples import cat_state, first_occurrences
 
 COCO_STATS_NAMES = (
     "map",
@@ -46,8 +41,6 @@ COCO_STATS_NAMES = (
 )
 COCO_BACKENDS = ("auto", "pycocotools", "faster_coco_eval")
 COCO_IOU_TYPES = ("bbox", "segm")
-
-# ---------------------------------------------------------------------------------------------- COCO
 
 
 def _resolve_backend(backend: str) -> str:
@@ -220,23 +213,6 @@ def detections_to_coco(
     )
 
 
-def _first_occurrences(ids: Tensor) -> Tensor:
-    """A bool mask over ``ids`` marking the first occurrence of each value."""
-    unique, inverse = torch.unique(ids, return_inverse=True)
-    first = torch.full((len(unique),), len(ids), dtype=torch.int64)
-    first = first.scatter_reduce(0, inverse, torch.arange(len(ids)), reduce="amin")
-    mask = torch.zeros(len(ids), dtype=torch.bool)
-    mask[first] = True
-    return mask
-
-
-def _cat_state(state: list[Tensor] | Tensor, empty: Tensor) -> Tensor:
-    """A list (or, after a DDP sync, already concatenated) state as one CPU tensor; ``empty`` when none."""
-    if isinstance(state, list) and not state:
-        return empty
-    return dim_zero_cat(state).cpu()
-
-
 class CocoMeanAveragePrecision(Metric):
     """COCO mAP / mAR (the 12 ``COCOeval.stats``, Lin et al. 2014) of detections collected over a run.
 
@@ -339,9 +315,9 @@ class CocoMeanAveragePrecision(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         """The 12 COCO numbers (``COCO_STATS_NAMES``) as float64 scalar tensors."""
-        sample_ids = _cat_state(self.sample_ids, torch.zeros(0, dtype=torch.int64))
-        counts = _cat_state(self.sample_counts, torch.zeros(0, dtype=torch.int64))
-        first = _first_occurrences(sample_ids)
+        sample_ids = cat_state(self.sample_ids, torch.zeros(0, dtype=torch.int64))
+        counts = cat_state(self.sample_counts, torch.zeros(0, dtype=torch.int64))
+        first = first_occurrences(sample_ids)
         ground_truth = self.ground_truth
         if ground_truth is None:
             ground_truth = self._ground_truth_from_rows(sample_ids, first)
@@ -356,9 +332,9 @@ class CocoMeanAveragePrecision(Metric):
         keep_row = first.repeat_interleave(counts)
         detections = _coco_results(
             sample_ids.repeat_interleave(counts)[keep_row],
-            _cat_state(self.boxes, torch.zeros(0, 4))[keep_row],
-            _cat_state(self.scores, torch.zeros(0))[keep_row],
-            _cat_state(self.labels, torch.zeros(0, dtype=torch.int64))[keep_row],
+            cat_state(self.boxes, torch.zeros(0, 4))[keep_row],
+            cat_state(self.scores, torch.zeros(0))[keep_row],
+            cat_state(self.labels, torch.zeros(0, dtype=torch.int64))[keep_row],
             self.category_ids,
         )
         stats = coco_evaluate(ground_truth, detections, backend=self.backend)
@@ -366,132 +342,7 @@ class CocoMeanAveragePrecision(Metric):
 
     def _ground_truth_from_rows(self, sample_ids: Tensor, first: Tensor) -> dict:
         """The instances dict of the images seen (each once), from the ground-truth rows they came with."""
-        counts = _cat_state(self.gt_counts, torch.zeros(0, dtype=torch.int64))
-        rows = _cat_state(self.gt_rows, torch.zeros(0, len(GROUND_TRUTH_COLUMNS), dtype=torch.float64))
+        counts = cat_state(self.gt_counts, torch.zeros(0, dtype=torch.int64))
+        rows = cat_state(self.gt_rows, torch.zeros(0, len(GROUND_TRUTH_COLUMNS), dtype=torch.float64))
         kept_rows = rows[first.repeat_interleave(counts)]
         return instances_from_rows(sample_ids[first].tolist(), kept_rows, counts[first].tolist(), self.category_ids)
-
-
-# ----------------------------------------------------------------------------------------------- VOC
-
-
-def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool) -> float:
-    """Average precision of one precision/recall curve (points in detection-rank order), as the VOC devkit.
-
-    Everingham et al. 2010; devkit ``VOCevaldet`` (VOC2007: mean over recall thresholds 0, 0.1, ..., 1 of the
-    best precision at recall ≥ t, 0 where none) and ``VOCap`` (2010+: area under the precision envelope,
-    precision made monotone from the right, between recall 0 and 1). The 11 thresholds are the doubles
-    nearest j / 10, so a recall of exactly 3/5 reaches 0.6; the Python ports' ``np.arange(0, 1.1, 0.1)``
-    makes 0.3, 0.6 and 0.7 one ulp too high and misses such recalls.
-    """
-    recall, precision = np.asarray(recall, dtype=np.float64), np.asarray(precision, dtype=np.float64)
-    if recall.ndim != 1 or recall.shape != precision.shape:
-        raise DataError(f"recall {recall.shape} and precision {precision.shape} must be 1-D and of equal length")
-    if use_07_metric:
-        thresholds = np.arange(11) / 10
-        reached = recall[None, :] >= thresholds[:, None]
-        return float(np.where(reached, precision[None, :], 0.0).max(axis=1, initial=0.0).mean())
-    mrec = np.concatenate(([0.0], recall, [1.0]))
-    mpre = np.maximum.accumulate(np.concatenate(([0.0], precision, [0.0]))[::-1])[::-1]
-    steps = np.flatnonzero(mrec[1:] != mrec[:-1])
-    return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
-
-
-def _check_voc_inputs(
-    ground_truths: Sequence[dict], predictions: Sequence[dict], num_classes: int, iou_threshold: float
-) -> None:
-    if num_classes < 1:
-        raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
-    if not 0.0 < iou_threshold <= 1.0:
-        raise ConfigError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-    if len(ground_truths) != len(predictions):
-        raise DataError(f"{len(ground_truths)} ground truths but {len(predictions)} predictions; expected one each")
-    for kind, items in (("ground truth", ground_truths), ("prediction", predictions)):
-        for k, item in enumerate(items):
-            labels = item["labels"]
-            bad = labels[(labels < 0) | (labels >= num_classes)]
-            if len(bad):
-                raise DataError(f"{kind} {k} has label {int(bad[0])}, outside 0..{num_classes - 1}")
-
-
-def _best_matches(ground_truths: Sequence[dict], predictions: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Per prediction row (images concatenated): the IoU of the best same-class ground truth and its global index.
-
-    -1 and index 0 where the image has no ground truth of that class. The index is the first of equal bests,
-    as the devkit's ``ov > ovmax`` scan.
-    """
-    best_iou, best_index, offset = [], [], 0
-    for target, pred in zip(ground_truths, predictions, strict=True):
-        gt_boxes = target["boxes"].to("cpu", torch.float64).reshape(-1, 4)
-        iou = box_iou(pred["boxes"].to("cpu", torch.float64).reshape(-1, 4), gt_boxes)
-        iou[pred["labels"].cpu().reshape(-1, 1) != target["labels"].cpu().reshape(1, -1)] = -1.0
-        iou = torch.cat([iou, torch.full((len(iou), 1), -1.0, dtype=iou.dtype)], dim=1)  # a "no match" column
-        value, index = iou.max(dim=1)
-        best_iou.append(value)
-        best_index.append(torch.where(value >= 0, index + offset, 0))
-        offset += len(gt_boxes)
-    return torch.cat(best_iou).numpy(), torch.cat(best_index).numpy()
-
-
-def _difficult(target: dict) -> Tensor:
-    """The ``difficult`` flags of a ground truth as a CPU bool vector (all False when absent)."""
-    if "difficult" not in target:
-        return torch.zeros(len(target["labels"]), dtype=torch.bool)
-    return torch.as_tensor(target["difficult"]).reshape(-1).cpu().bool()
-
-
-def _class_curve(
-    scores: np.ndarray, best_iou: np.ndarray, best_gt: np.ndarray, difficult: np.ndarray, iou_threshold: float
-) -> np.ndarray:
-    """True-positive flags in score order for one class's detections, those ignored (on a difficult box) dropped.
-
-    Devkit ``VOCevaldet``: a detection whose best ground truth overlaps by ≥ the threshold is ignored if that
-    box is difficult, a true positive if it is the box's first (highest-scored) match, else a false positive;
-    any other detection is a false positive. Score ties keep image order (a stable sort, as MATLAB's).
-    """
-    order = np.argsort(-scores, kind="stable")
-    best_iou, best_gt = best_iou[order], best_gt[order]
-    hit = best_iou >= iou_threshold
-    ignored = np.zeros_like(hit)
-    ignored[hit] = difficult[best_gt[hit]]
-    candidate = np.flatnonzero(hit & ~ignored)
-    _, first = np.unique(best_gt[candidate], return_index=True)
-    true_positive = np.zeros_like(hit)
-    true_positive[candidate[first]] = True
-    return true_positive[~ignored]
-
-
-def voc_evaluate(
-    ground_truths: Sequence[dict],
-    predictions: Sequence[dict],
-    num_classes: int,
-    iou_threshold: float = 0.5,
-    use_07_metric: bool = False,
-) -> dict[str, Any]:
-    """Pascal VOC detection AP per class and its mean (Everingham et al. 2010; devkit ``VOCevaldet``).
-
-    ``ground_truths[i]``: ``boxes`` [G, 4] xyxy, ``labels`` [G], optional ``difficult`` [G] bool; ``predictions[i]``:
-    ``boxes`` [N, 4], ``scores`` [N], ``labels`` [N] of the same image. Difficult boxes are left out of the
-    number of positives and a detection matching one counts neither way; each box is matched at most once.
-    IoU is the plain continuous-coordinate one (``torchvision.ops.box_iou``), not the devkit's +1-pixel
-    widths of 1-based inclusive corners, and a match needs IoU ≥ ``iou_threshold`` (the devkit's ``>=``).
-    Returns ``map`` (mean over classes with non-difficult ground truth; NaN if none), ``ap`` per class (NaN
-    without ground truth) and ``num_positives`` per class.
-    """
-    _check_voc_inputs(ground_truths, predictions, num_classes, iou_threshold)
-    gt_labels = torch.cat([t["labels"].reshape(-1).cpu() for t in ground_truths]).numpy()
-    difficult = torch.cat([_difficult(t) for t in ground_truths]).numpy()
-    scores = torch.cat([p["scores"].reshape(-1).cpu().to(torch.float64) for p in predictions]).numpy()
-    labels = torch.cat([p["labels"].reshape(-1).cpu() for p in predictions]).numpy()
-    best_iou, best_gt = _best_matches(ground_truths, predictions)
-    ap, num_positives = [], []
-    for c in range(num_classes):
-        positives = int(np.sum((gt_labels == c) & ~difficult))
-        rows = labels == c
-        tp = _class_curve(scores[rows], best_iou[rows], best_gt[rows], difficult, iou_threshold)
-        tp_cum = np.cumsum(tp)
-        precision = tp_cum / np.arange(1, len(tp) + 1)
-        ap.append(voc_ap(tp_cum / positives, precision, use_07_metric) if positives else float("nan"))
-        num_positives.append(positives)
-    with_gt = [a for a, n in zip(ap, num_positives, strict=True) if n]
-    return {"map": float(np.mean(with_gt)) if with_gt else float("nan"), "ap": ap, "num_positives": num_positives}

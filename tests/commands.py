@@ -1,0 +1,24 @@
+"""Running ``vr`` as a user does: a fresh process of the command, offline, with what it printed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# A few batches of one epoch, no progress bar, every step logged: the runs the tests train.
+FAST = ["debug=fast", "callbacks.progress_bar=none", "trainer.log_every_n_steps=1"]
+
+
+def vr(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``vr ARGS`` in a new process in ``cwd``: its exit code, stdout and stderr."""
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "vision_research.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

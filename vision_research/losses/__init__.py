@@ -1,3 +1,0 @@
-"""Task losses that are more than a torch one-liner."""
-
-from .yolo_loss import AnchorTargets, YoloAnchorLoss, YoloV1Loss, flatten_targets
