@@ -58,3 +58,24 @@ def first_line(err: BaseException) -> str:
     that wraps a library's long explanation."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# What an option's value may be, for check_value: the words of the error, and the test.
+VALUE_KINDS = {
+    "a positive integer": lambda v: _integer(v) and v >= 1,
+    "an integer or null": lambda v: v is None or _integer(v),
+    "a number or null": lambda v: v is None or _integer(v) or isinstance(v, float),
+    "true or false": lambda v: isinstance(v, bool),
+}
+
+
+def check_value(key: str, value: object, kind: str) -> object:
+    """``value`` if it is ``kind`` (a key of ``VALUE_KINDS``), else a ``ConfigError`` naming ``key``: an option of a
+    command, from its command line or a Python call."""
+    if not VALUE_KINDS[kind](value):
+        raise ConfigError(f"{key} must be {kind}; got {value!r}")
+    return value

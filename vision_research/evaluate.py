@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .build import build_datamodule, trainer_options
 from .config_tree import override_key
-from .errors import ConfigError
+from .errors import ConfigError, check_value
 from .inference import BACKENDS, build_from_batches, check_backend, serving
 from .models import count_parameters
 from .paths import path_safe
@@ -130,7 +130,7 @@ def backend_forward(
 
 
 def evaluate(
-    checkpoint: str | Path,
+    ckpt_path: str | Path,
     split: str = "test",
     output: str | Path | None = None,
     backend: str = "eager",
@@ -139,15 +139,17 @@ def evaluate(
     run_cfg: DictConfig | None = None,
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on ``split`` (test or val) of its run's data, on ``backend``, with the task's metrics or
-    ``metric``; ``run_cfg`` is the run's config as composed with the command line's ``overrides`` (default: the run's
-    ``config.yaml``). Writes ``config.yaml`` and ``metrics.json`` to ``output`` (default :func:`default_output`).
-    Returns what metrics.json holds, plus ``output``."""
+    """Evaluate the checkpoint ``ckpt_path`` on ``split`` (test or val) of its run's data, on ``backend`` (int8:
+    calibrated on ``calibration_images`` validation images), with the task's metrics or ``metric``; ``run_cfg`` is the
+    run's config as composed with the command line's ``overrides`` (default: the run's ``config.yaml``). Writes
+    ``config.yaml`` and ``metrics.json`` to ``output`` (default :func:`default_output`). Returns what metrics.json
+    holds, plus ``output``. The arguments up to ``metric`` are the keys of ``configs/eval.yaml``."""
     started = time.perf_counter()
     if split not in SPLITS:
         raise ConfigError(f"split={split!r}: choose {' or '.join(SPLITS)}")
     check_backend(backend, (*BACKENDS, "auto"))
-    checkpoint = Path(checkpoint)
+    check_value("calibration_images", calibration_images, "a positive integer")
+    checkpoint = Path(ckpt_path)
     cfg, task = load_task(checkpoint)
     if run_cfg is not None:
         cfg = run_cfg

@@ -35,7 +35,7 @@ from .data.base import normalise
 from .data.formats import save_mask_png
 from .data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb
 from .data.transforms import build_classification_transforms, build_transforms
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, check_value
 from .inference import BACKENDS, build_from_batches, check_backend, serving
 from .run_dir import PREDICTIONS, load_task, run_directory, run_input_size
 from .tasks.base import Prediction
@@ -108,21 +108,24 @@ PREPROCESSING = {
 
 
 def predict(
-    checkpoint: str | Path,
-    source: str | Path,
+    ckpt_path: str | Path,
+    input: str | Path,
     output: str | Path | None = None,
     batch_size: int = 16,
     backend: str = "eager",
     run_cfg: DictConfig | None = None,
 ) -> Path:
-    """Predict every image of ``source`` (a file or a folder) and write the results under ``output``; the task runs
-    on ``backend`` (:mod:`vision_research.inference`; ``int8`` is calibrated on the first 256 of these images).
-    ``run_cfg``: the run's config as composed with overrides (default: the run's ``config.yaml``)."""
+    """Predict every image of ``input`` (a file or a folder) with the checkpoint ``ckpt_path`` and write the results
+    under ``output`` (default ``<run>/predictions``), ``batch_size`` images at a time; the task runs on ``backend``
+    (:mod:`vision_research.inference`; ``int8`` is calibrated on the first 256 of these images). ``run_cfg``: the
+    run's config as composed with overrides (default: the run's ``config.yaml``). The arguments are the keys of
+    ``configs/predict.yaml``."""
+    check_value("batch_size", batch_size, "a positive integer")
     check_backend(backend, (*BACKENDS, "auto"))
-    predictor = Predictor(checkpoint, run_cfg=run_cfg)
-    source = Path(source)
+    predictor = Predictor(ckpt_path, run_cfg=run_cfg)
+    source = Path(input)
     files = image_files(source)
-    output = Path(output) if output else run_directory(Path(checkpoint)) / PREDICTIONS
+    output = Path(output) if output else run_directory(Path(ckpt_path)) / PREDICTIONS
     output.mkdir(parents=True, exist_ok=True)
     chunks = [files[start : start + batch_size] for start in range(0, len(files), batch_size)]
     forward, _ = build_from_batches(predictor.task, backend, (predictor.prepare(c)[0] for c in chunks), len(chunks))

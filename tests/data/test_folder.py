@@ -8,8 +8,9 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from vision_research.constants import IMAGENET_MEAN, IMAGENET_STD
 from vision_research.data import create_datamodule
-from vision_research.data.folder import IMAGENET_MEAN, IMAGENET_STD, ImageFileDataset, ImageFolderDataModule, ImageList
+from vision_research.data.folder import ImageFileDataset, ImageFolderDataModule, ImageList
 from vision_research.data.registry import DATAMODULES
 from vision_research.data.transforms import build_classification_transforms
 from vision_research.errors import ConfigError, DataError

@@ -12,9 +12,9 @@ The two agree to float tolerance when the sliding stride is the network's total 
 nothing (VALID): with SAME padding a window's border pixels would see zeros in the sliding path but image
 pixels in the one-pass path. For ``lenet5_modern`` (32×32 input, total stride 4) on the book's 140×140 canvas
 (28×28 = 784 windows), FlopCounterMode counts 653.1 MFLOPs for the batch of crops and 117.6 MFLOPs for the one
-pass: 5.55× fewer (5.40× counting ``dense_to_conv``'s own check on two 32×32 inputs; ``tests/test_sliding_window.py``).
-The saving is in the early layers, whose maps overlap between windows; C5 and the dense layers still run once
-per window position, which bounds the ratio at this stride.
+pass: 5.55× fewer (5.40× counting ``dense_to_conv``'s own check on two 32×32 inputs;
+``tests/analysis/test_sliding_window.py``). The saving is in the early layers, whose maps overlap between windows;
+C5 and the dense layers still run once per window position, which bounds the ratio at this stride.
 
 :func:`localize` is Michelucci's ``localize_digit`` (ch. 6): the window whose class probability is
 the highest, with that class. A LeNet-5 trained briefly on centred MNIST digits puts that window on a digit

@@ -81,44 +81,18 @@ def compose(command: str, args: list[str]) -> tuple[dict[str, Any], Any, list[st
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = hydra_compose(config_name=command, overrides=args)
     GlobalHydra.instance().clear()
-    options = {key: OmegaConf.to_container(cfg, resolve=True)[key] for key in own}
+    values = OmegaConf.to_container(cfg, resolve=True)
+    options = {key: str(values[key]) if key in PATH_KEYS and values[key] is not None else values[key] for key in own}
     run_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key not in own])
     OmegaConf.set_struct(run_cfg, False)
     return options, run_cfg, [arg for arg in args if override_key(arg) not in own]
-
-
-def positive_integer(command: str, options: dict[str, Any], key: str) -> int:
-    """``options[key]`` if it is an integer ≥ 1, else a one-line error."""
-    value = options[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"vr {command}: {key} must be a positive integer; got '{value}'")
-    return value
-
-
-def optional_number(command: str, options: dict[str, Any], key: str, kind: type[int] | type[float]) -> Any:
-    """``options[key]`` as ``kind`` (None stays None); another value is a one-line error."""
-    value = options[key]
-    if value is None:
-        return None
-    if not isinstance(value, bool) and isinstance(value, int if kind is int else int | float):
-        return kind(value)
-    raise ConfigError(f"vr {command}: {key} must be {'an integer' if kind is int else 'a number'}; got '{value}'")
 
 
 def run_predict(args: list[str]) -> int:
     from ..predict import predict
 
     options, run_cfg, _ = compose("predict", args)
-    batch_size = positive_integer("predict", options, "batch_size")
-    output = predict(
-        str(options["ckpt_path"]),
-        str(options["input"]),
-        options["output"],
-        batch_size,
-        backend=options["backend"],
-        run_cfg=run_cfg,
-    )
-    print(f"predictions written to {output}")
+    print(f"predictions written to {predict(**options, run_cfg=run_cfg)}")
     return 0
 
 
@@ -130,21 +104,11 @@ def run_eval(args: list[str]) -> int:
     from ..evaluate import evaluate
 
     options, run_cfg, overrides = compose("eval", args)
-    calibration_images = positive_integer("eval", options, "calibration_images")
     lightning_log = logging.getLogger("lightning.pytorch")
     level = lightning_log.level
     lightning_log.setLevel(logging.WARNING)  # no GPU/TPU notices and tips around the summary
     try:
-        summary = evaluate(
-            str(options["ckpt_path"]),
-            options["split"],
-            options["output"],
-            options["backend"],
-            calibration_images,
-            options["metric"],
-            run_cfg=run_cfg,
-            overrides=overrides,
-        )
+        summary = evaluate(**options, run_cfg=run_cfg, overrides=overrides)
     except MisconfigurationException as err:
         raise ConfigError(str(err).strip().splitlines()[0]) from None
     finally:
@@ -166,18 +130,7 @@ def run_export(args: list[str]) -> int:
     from ..export import export
 
     options, run_cfg, _ = compose("export", args)
-    if not isinstance(options["dynamic_batch"], bool):
-        raise ConfigError(f"vr export: dynamic_batch must be true or false; got '{options['dynamic_batch']}'")
-    report = export(
-        str(options["ckpt_path"]),
-        str(options["format"]),
-        options["output"],
-        str(options["dtype"]),
-        options["dynamic_batch"],
-        optional_number("export", options, "opset", int),
-        optional_number("export", options, "tolerance", float),
-        run_cfg=run_cfg,
-    )
+    report = export(**options, run_cfg=run_cfg)
     opset = f", opset {report.opset}" if report.opset is not None else ""
     print(f"export: {report.path} ({report.format}, {report.dtype}{opset})")
     print(f"sidecar: {report.sidecar}")

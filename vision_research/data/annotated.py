@@ -15,16 +15,16 @@ and returned as a uint8 CHW tensor with:
 Batches travel as uint8 (images and class maps) and become float normalised images and Int64 class maps
 on their device (``base.VisionDataModule``).
 
-At set-up (``setup(stage)``) the header of every image of the stage's splits is read (``images.scan_images``,
-unless ``scan_images=False``): missing, empty, unreadable images and images above ``max_image_pixels`` are one
-``DataError`` naming them, before any training. A file cut short passes that check and is a ``DataError`` naming
-it when a sample reads it; so is a class map with a value that is neither a class index nor 255.
+At set-up (``setup(stage)``) the images of the stage's splits are checked (``base.ImageFilesDataModule``). A file
+cut short passes that check and is a ``DataError`` naming it when a sample reads it; so is a class map with a value
+that is neither a class index nor 255.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,12 +32,11 @@ import torch
 from torch.utils.data import Dataset
 
 from ..coco import ground_truth_rows
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
 from .annotations import AnnotationSet, ImageRecord
-from .base import VisionDataModule
-from .images import DEFAULT_MAX_PIXELS, check_max_pixels, load_rgb, scan_images
-from .loader import SPLITS, stage_splits
+from .base import ImageFilesDataModule
+from .images import DEFAULT_MAX_PIXELS, load_rgb
+from .loader import SPLITS
 from .transforms import build_transforms
 
 TASKS = ("detection", "segmentation")
@@ -139,14 +138,14 @@ def random_split_records(annotations: AnnotationSet, fraction: float, seed: int)
     return subset(rest), subset(part)
 
 
-class AnnotatedDataModule(VisionDataModule):
+class AnnotatedDataModule(ImageFilesDataModule):
     """Detection or segmentation data read from annotation files; subclasses read one format.
 
     Subclasses implement ``read_split(split) -> AnnotationSet | None`` (None: the split does not exist)
     and, for segmentation, ``mask_reader``. A missing validation split is cut from
     train (``val_fraction``, ``split_seed``); a missing test split falls back to validation. A detection
     split without a single object is a ``DataError`` (wrong paths, not data to train or score on). ``scan_images``
-    and ``max_image_pixels``: see the module docstring.
+    and ``max_image_pixels``: ``base.ImageFilesDataModule``.
     """
 
     def __init__(
@@ -154,20 +153,14 @@ class AnnotatedDataModule(VisionDataModule):
         task: str = "detection",
         image_size: int = 416,
         batch_size: int = 16,
-        eval_batch_size: int | None = None,
-        num_workers: int | None = None,
-        pin_memory: bool | None = None,
         augment: str | dict[str, Any] = "standard",
         min_visibility: float = 0.3,
         min_area: float = 4.0,
         val_fraction: float = 0.1,
         split_seed: int = 0,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        scan_images: bool = True,
-        max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
+        **options: Any,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, mean, std)
+        super().__init__(batch_size, **options)
         if task not in TASKS:
             raise ConfigError(f"data.task must be one of {', '.join(TASKS)}; got '{task}'")
         if image_size < 8:
@@ -175,9 +168,7 @@ class AnnotatedDataModule(VisionDataModule):
         self.task, self.image_size = task, image_size
         self.augment, self.min_visibility, self.min_area = augment, min_visibility, min_area
         self.val_fraction, self.split_seed = val_fraction, split_seed
-        self.scan_images, self.max_image_pixels = scan_images, check_max_pixels(max_image_pixels)
         self._annotations: dict[str, AnnotationSet] | None = None
-        self._scanned: set[str] = set()
         # Fail on a bad preset now, not in a worker process.
         build_transforms(augment, image_size, train=True, min_visibility=min_visibility, min_area=min_area)
 
@@ -247,12 +238,11 @@ class AnnotatedDataModule(VisionDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Read every split's annotations; read the header of every image of ``stage``'s splits (``scan_images``)."""
         self.annotations("train")
-        splits = [split for split in stage_splits(stage) if split not in self._scanned]
-        if self.scan_images and splits:
-            sets = [self.annotations(split) for split in splits]
-            paths = dict.fromkeys(s.image_path(record) for s in sets for record in s.images)  # test may be val
-            scan_images(list(paths), self.max_image_pixels)
-            self._scanned.update(splits)  # Lightning sets up again what `vr train` set up: scanned once
+        self.scan_stage_images(stage)
+
+    def image_files(self, split: str) -> list[Path]:
+        annotations = self.annotations(split)
+        return [annotations.image_path(record) for record in annotations.images]
 
     @property
     def collate_fn(self) -> Callable | None:
@@ -260,3 +250,20 @@ class AnnotatedDataModule(VisionDataModule):
 
     def prepare_targets(self, targets: Any) -> Any:
         return targets.long() if self.task == "segmentation" else targets
+
+
+class AnnotationFilesDataModule(AnnotatedDataModule):
+    """A format's annotation files under ``root``: ``splits`` maps train / val / test to the format's names for them
+    (None: no such split), over its ``default_splits``; ``check_root`` says whether ``root`` has the format's layout."""
+
+    default_splits: Mapping[str, str | None] = {"train": "train", "val": "val", "test": None}
+
+    def __init__(self, root: str, splits: dict[str, str | None] | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.root = self.check_root(Path(root).expanduser())
+        self.splits = {**self.default_splits, **(splits or {})}
+
+    @staticmethod
+    @abstractmethod
+    def check_root(root: Path) -> Path:
+        """``root`` if it has the format's layout, else a ``DataError`` that describes the layout."""

@@ -5,21 +5,28 @@ datamodule's per-channel ``mean`` / ``std`` on their device (``on_after_batch_tr
 datamodule and for ``vr predict`` (:func:`normalise`; the statistics fitted to the channel count by
 ``constants.check_channel_stats``). A subclass gives its datasets (``dataset``) and may augment training
 batches on the device (``augment_batch``) or convert the targets there (``prepare_targets``).
+
+Data read from image files on disk (``ImageFilesDataModule``: a folder per class, annotation files) is checked at
+set-up (``setup(stage)``): the header of every image of the stage's splits is read (``images.scan_images``, unless
+``scan_images=False``), and missing, empty, unreadable images and images above ``max_image_pixels`` are one
+``DataError`` naming them, before any training.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..constants import check_channel_stats
+from ..constants import IMAGENET_MEAN, IMAGENET_STD, check_channel_stats
 from ..errors import ConfigError
-from .loader import default_num_workers, evaluation_sampler, seed_worker_transform
+from .images import DEFAULT_MAX_PIXELS, check_max_pixels, scan_images
+from .loader import default_num_workers, evaluation_sampler, seed_worker_transform, stage_splits
 
 
 def normalise(
@@ -133,3 +140,37 @@ class VisionDataModule(L.LightningDataModule):
         images, targets = batch
         training = self.trainer is not None and self.trainer.training
         return self.normalise(images, train=training), self.prepare_targets(targets)
+
+
+class ImageFilesDataModule(VisionDataModule):
+    """A datamodule whose images are files on disk, with the options such data shares: ImageNet's ``mean`` / ``std``
+    by default, and the set-up check of the files (module docstring). Subclasses list each split's ``image_files``
+    and call ``scan_stage_images`` from ``setup``."""
+
+    def __init__(
+        self,
+        batch_size: int,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        scan_images: bool = True,
+        max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, mean, std)
+        self.scan_images, self.max_image_pixels = scan_images, check_max_pixels(max_image_pixels)
+        self._scanned: set[str] = set()
+
+    @abstractmethod
+    def image_files(self, split: str) -> list[Path]:
+        """The image files of ``split``."""
+
+    def scan_stage_images(self, stage: str | None) -> None:
+        """Read the header of every image of ``stage``'s splits (``scan_images``); a split once, as Lightning sets up
+        again what ``vr train`` set up."""
+        splits = [split for split in stage_splits(stage) if split not in self._scanned]
+        if self.scan_images and splits:
+            paths = dict.fromkeys(path for split in splits for path in self.image_files(split))  # test may be val
+            scan_images(list(paths), self.max_image_pixels)
+            self._scanned.update(splits)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .annotated import AnnotatedDataModule, MaskReader
+from .annotated import AnnotationFilesDataModule, MaskReader
 from .annotations import AnnotationSet
 from .formats import coco_class_map, read_coco
 from .registry import register_datamodule
@@ -39,22 +39,21 @@ def coco_json_path(root: Path, split: str) -> Path:
 
 
 @register_datamodule(name="coco")
-class CocoDataModule(AnnotatedDataModule):
-    """COCO-layout detection / segmentation data under ``root``."""
+class CocoDataModule(AnnotationFilesDataModule):
+    """COCO-layout detection / segmentation data under ``root``; ``image_dirs`` maps a split to its image folder
+    (relative to root) where the default places (module docstring) do not hold it."""
 
-    def __init__(
-        self,
-        root: str,
-        splits: dict[str, str | None] | None = None,
-        image_dirs: dict[str, str | None] | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(**options)
-        self.root = Path(root).expanduser()
-        if not self.root.is_dir():
-            raise DataError(f"{self.root}: COCO root not found (expected {COCO_LAYOUT}); nothing is downloaded")
-        self.splits = {"train": "train2017", "val": "val2017", "test": None, **(splits or {})}
+    default_splits = {"train": "train2017", "val": "val2017", "test": None}
+
+    def __init__(self, root: str, *, image_dirs: dict[str, str | None] | None = None, **options: Any) -> None:
+        super().__init__(root, **options)
         self.image_dirs = image_dirs or {}
+
+    @staticmethod
+    def check_root(root: Path) -> Path:
+        if not root.is_dir():
+            raise DataError(f"{root}: COCO root not found (expected {COCO_LAYOUT}); nothing is downloaded")
+        return root
 
     def read_split(self, split: str) -> AnnotationSet | None:
         name = self.splits.get(split)

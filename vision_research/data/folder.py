@@ -11,12 +11,11 @@ Layouts (class names are the sorted class-folder names, one list for every split
 Images are the files with a suffix of ``images.IMAGE_SUFFIXES``, searched recursively in each class folder;
 hidden files and folders (``.name``) and other files are skipped. Nothing is downloaded.
 
-At set-up (``setup(stage)``) the header of every image of the stage's splits is read (``images.scan_images``,
-unless ``scan_images=False``): missing, empty, unreadable images and images above ``max_image_pixels`` are one
-``DataError`` naming them, before any training. Images are read when a batch needs them (``load_rgb``: grayscale,
-palette, RGBA and 16-bit become 8-bit RGB; a file cut short is a ``DataError`` naming it), cropped by
-``build_classification_transforms`` and batched as uint8 [N, 3, S, S]; batches are scaled and normalised
-(``mean`` / ``std``, ImageNet statistics by default) on their device in ``on_after_batch_transfer``.
+At set-up (``setup(stage)``) the images of the stage's splits are checked (``base.ImageFilesDataModule``). Images
+are read when a batch needs them (``load_rgb``: grayscale, palette, RGBA and 16-bit become 8-bit RGB; a file cut
+short is a ``DataError`` naming it), cropped by ``build_classification_transforms`` and batched as uint8
+[N, 3, S, S]; batches are scaled and normalised (``mean`` / ``std``, ImageNet statistics by default) on their device
+in ``on_after_batch_transfer``.
 """
 
 from __future__ import annotations
@@ -24,18 +23,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import DataError
-from .base import VisionDataModule
-from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, check_max_pixels, load_rgb, scan_images
+from .base import ImageFilesDataModule
+from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb
 from .in_memory import stratified_split
-from .loader import SPLITS, stage_splits
+from .loader import SPLITS
 from .registry import register_datamodule
 from .transforms import build_classification_transforms
 
@@ -129,7 +128,7 @@ def to_image_list(classes: dict[str, list[Path]], class_names: Sequence[str], fo
 
 
 @register_datamodule(name="image_folder")
-class ImageFolderDataModule(VisionDataModule):
+class ImageFolderDataModule(ImageFilesDataModule):
     """Images in a folder per class (layouts in the module docstring), for training or fine-tuning classifiers."""
 
     in_chans = 3
@@ -139,38 +138,31 @@ class ImageFolderDataModule(VisionDataModule):
         root: str,
         image_size: int = 224,
         batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int | None = None,
-        pin_memory: bool | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 0,
         augment: str = "standard",
         crop_ratio: float = 0.875,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        scan_images: bool = True,
-        max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
+        **options: Any,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, mean, std)
+        super().__init__(batch_size, **options)
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise DataError(f"data.root '{self.root}' is not a folder. {LAYOUT}")
         build_classification_transforms(image_size, train=True, preset=augment, crop_ratio=crop_ratio)  # fail early
         self.image_size, self.augment, self.crop_ratio = image_size, augment, crop_ratio
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
-        self.scan_images, self.max_image_pixels = scan_images, check_max_pixels(max_image_pixels)
         self.splits: dict[str, ImageList] | None = None
         self._class_names: tuple[str, ...] = ()
-        self._scanned: set[str] = set()
 
     def setup(self, stage: str | None = None) -> None:
         """Find and split the images (once); read the header of every image of ``stage``'s splits (``scan_images``)."""
         self._read_splits()
-        splits = [split for split in stage_splits(stage) if split not in self._scanned]
-        if self.scan_images and splits:
-            scan_images([path for split in splits for path in self.splits[split].files], self.max_image_pixels)
-            self._scanned.update(splits)  # Lightning sets up again what `vr train` set up: scanned once
+        self.scan_stage_images(stage)
+
+    def image_files(self, split: str) -> list[Path]:
+        self._read_splits()
+        return self.splits[split].files
 
     def _read_splits(self) -> None:
         if self.splits is not None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .annotated import AnnotatedDataModule, MaskReader
+from .annotated import AnnotationFilesDataModule, MaskReader
 from .annotations import AnnotationSet, DataWarning, ImageRecord
 from .formats import (
     DISCOVER,
@@ -42,20 +42,20 @@ def _voc_class_map(record: ImageRecord, folder: Path, num_classes: int) -> np.nd
 
 
 @register_datamodule(name="voc")
-class VOCDataModule(AnnotatedDataModule):
+class VOCDataModule(AnnotationFilesDataModule):
     """Pascal VOC-layout data under ``root``; ``splits`` maps train / val / test to image-set names."""
+
+    check_root = staticmethod(check_voc_root)
 
     def __init__(
         self,
         root: str,
-        splits: dict[str, str | None] | None = None,
+        *,
         class_names: Sequence[str] | str | None = None,
         num_classes: int | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(**options)
-        self.root = check_voc_root(Path(root).expanduser())
-        self.splits = {"train": "train", "val": "val", "test": None, **(splits or {})}
+        super().__init__(root, **options)
         self.names = check_class_names(class_names)
         if self.names == DISCOVER and self.task != "detection":
             raise ConfigError(f"data.class_names: {DISCOVER} reads the names of detection objects; list them for masks")

@@ -16,29 +16,25 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .annotated import AnnotatedDataModule
+from .annotated import AnnotationFilesDataModule
 from .annotations import AnnotationSet
 from .formats import YOLO_LAYOUT, read_yolo, yolo_class_names
 from .registry import register_datamodule
 
 
 @register_datamodule(name="yolo")
-class YoloDataModule(AnnotatedDataModule):
-    """YOLO-layout detection data under ``root``."""
+class YoloDataModule(AnnotationFilesDataModule):
+    """YOLO-layout detection data under ``root``; ``class_names`` default to the dataset's own list."""
 
-    def __init__(
-        self,
-        root: str,
-        splits: dict[str, str | None] | None = None,
-        class_names: Sequence[str] | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(**options)
-        self.root = Path(root).expanduser()
-        if not (self.root / "images").is_dir():
-            raise DataError(f"{self.root}: not a YOLO dataset folder (expected {YOLO_LAYOUT}); nothing is downloaded")
-        self.splits = {"train": "train", "val": "val", "test": None, **(splits or {})}
+    def __init__(self, root: str, *, class_names: Sequence[str] | None = None, **options: Any) -> None:
+        super().__init__(root, **options)
         self.names = class_names or yolo_class_names(self.root)
+
+    @staticmethod
+    def check_root(root: Path) -> Path:
+        if not (root / "images").is_dir():
+            raise DataError(f"{root}: not a YOLO dataset folder (expected {YOLO_LAYOUT}); nothing is downloaded")
+        return root
 
     def read_split(self, split: str) -> AnnotationSet | None:
         name = self.splits.get(split)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from ..errors import ConfigError, unknown_name_error
+from ..errors import ConfigError, check_value, unknown_name_error
 from ..run_dir import load_task, run_input_size
 from .formats import FORMATS
 from .graph import inference_graph
@@ -45,7 +45,10 @@ def output_path(checkpoint: Path, suffix: str, dtype: str, output: str | Path | 
     return path
 
 
-def _check_options(format: str, dtype: str, opset: int | None, tolerance: float | None) -> None:
+def _check_options(format: str, dtype: str, dynamic_batch: bool, opset: int | None, tolerance: float | None) -> None:
+    check_value("dynamic_batch", dynamic_batch, "true or false")
+    check_value("opset", opset, "an integer or null")
+    check_value("tolerance", tolerance, "a number or null")
     if format not in FORMATS:
         raise unknown_name_error("export format", format, FORMATS)
     if dtype not in DTYPES:
@@ -74,9 +77,10 @@ def export(
     format or dtype, an opset the model cannot be written in, an operator the format cannot express, and a
     difference above ``tolerance`` (default ``verify.TOLERANCES[dtype]``; the file and a sidecar with
     ``"passed": false`` stay for inspection). ``run_cfg``: the run's config as composed with overrides (default: the
-    run's ``config.yaml``; it gives the input size of tasks not sized by their own hparams).
+    run's ``config.yaml``; it gives the input size of tasks not sized by their own hparams). The arguments up to
+    ``tolerance`` are the keys of ``configs/export.yaml``.
     """
-    _check_options(format, dtype, opset, tolerance)
+    _check_options(format, dtype, dynamic_batch, opset, tolerance)
     spec = FORMATS[format]
     spec.require()
     checkpoint = Path(ckpt_path)

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from ..constants import dataset_stats
-from .base import Backbone, default_cfg, feature_info, sequential_stages
+from .base import PooledFCBackbone, default_cfg, feature_info, sequential_stages
 from .layers import LocalResponseNorm
 from .registry import Variant, register_variants
 
@@ -74,7 +74,7 @@ class GroupedLocalResponseNorm(LocalResponseNorm):
         return f"{super().extra_repr()}, groups={self.groups}"
 
 
-class AlexNet(Backbone):
+class AlexNet(PooledFCBackbone):
     """AlexNet in the paper's or torchvision's layout (``paper``); see the module docstring."""
 
     def __init__(
@@ -170,16 +170,11 @@ class AlexNet(Backbone):
             )
         return sequential_stages(self.features, x, self._stage_ends)
 
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.classifier(self.flatten(self.avgpool(features[-1])))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        old = self.classifier[6]
-        self.classifier[6] = nn.Linear(old.in_features, num_classes).to(old.weight.device)
+    def init_output_layer(self, layer: nn.Linear) -> None:
+        """The paper's FC8 initialisation (§5: N(0, 0.01), bias 0); torchvision's layout keeps PyTorch's."""
         if self.paper:
-            nn.init.normal_(self.classifier[6].weight, 0.0, 0.01)
-            nn.init.zeros_(self.classifier[6].bias)
-        self.num_classes = self.default_cfg["num_classes"] = num_classes
+            nn.init.normal_(layer.weight, 0.0, 0.01)
+            nn.init.zeros_(layer.bias)
 
 
 # The variants (name → architecture, description) ----------------------------------------------------------------------

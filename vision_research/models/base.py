@@ -71,6 +71,28 @@ class Backbone(nn.Module, ABC):
         return self.forward_head(self.forward_features(x))
 
 
+class PooledFCBackbone(Backbone):
+    """A backbone whose head is torchvision's ``classifier(flatten(avgpool(last stage map)))``, ``classifier`` an
+    ``nn.Sequential`` ending in the output layer (AlexNet, VGG); subclasses say how a new output layer starts."""
+
+    avgpool: nn.Module
+    flatten: nn.Module
+    classifier: nn.Sequential
+
+    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.classifier(self.flatten(self.avgpool(features[-1])))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        old = self.classifier[-1]
+        self.classifier[-1] = nn.Linear(old.in_features, num_classes).to(old.weight.device)
+        self.init_output_layer(self.classifier[-1])
+        self.num_classes = self.default_cfg["num_classes"] = num_classes
+
+    @abstractmethod
+    def init_output_layer(self, layer: nn.Linear) -> None:
+        """Initialise ``layer``, a new output layer (``reset_classifier``), as the model's own."""
+
+
 def sequential_stages(
     layers: nn.Sequential, x: torch.Tensor, stage_ends: set[int] | frozenset[int]
 ) -> list[torch.Tensor]:

@@ -42,9 +42,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from .mobilenet import InvertedResidualNet, StageSpec
+from .mobilenet import InvertedResidualNet, StageSpec, scale_stages
 from .registry import Variant, register_variants
-from .scaling import EFFICIENTNET_PARAMS, EfficientNetParams, scale_depths, scale_widths
+from .scaling import EFFICIENTNET_PARAMS, EfficientNetParams, check_multipliers, scale_widths
 
 # Table 1, stages 2-8: expansion t, kernel, stride of the first block, channels, layers.
 EFFICIENTNET_B0_STAGES: tuple[StageSpec, ...] = (
@@ -81,16 +81,10 @@ class EfficientNet(InvertedResidualNet):
         bn_eps: float = 1e-5,
         bn_momentum: float = 0.1,
     ) -> None:
-        if width_mult <= 0 or depth_mult <= 0:
-            raise ValueError(f"EfficientNet needs width_mult, depth_mult > 0; got {width_mult}, {depth_mult}")
-        widths = scale_widths([s.out_chs for s in EFFICIENTNET_B0_STAGES], width_mult)
-        depths = scale_depths([s.repeats for s in EFFICIENTNET_B0_STAGES], depth_mult)
-        stages = [
-            s._replace(out_chs=c, repeats=n) for s, c, n in zip(EFFICIENTNET_B0_STAGES, widths, depths, strict=True)
-        ]
+        check_multipliers("EfficientNet", width_mult, depth_mult)
         stem_chs, head_chs = scale_widths([EFFICIENTNET_B0_STEM, EFFICIENTNET_B0_HEAD], width_mult)
         super().__init__(
-            stages,
+            scale_stages(EFFICIENTNET_B0_STAGES, width_mult, depth_mult),
             num_classes,
             in_chans,
             stem_chs=stem_chs,

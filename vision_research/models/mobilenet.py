@@ -54,7 +54,7 @@ from ..constants import dataset_stats
 from .base import Backbone, default_cfg, feature_info
 from .layers import ConvNormAct, DropPath, SEModule
 from .registry import Variant, register_variants
-from .scaling import scale_depths, scale_widths
+from .scaling import check_multipliers, scale_depths, scale_widths
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6}
 
@@ -113,8 +113,7 @@ class MobileNetV1(Backbone):
         super().__init__()
         if act not in ACTIVATIONS:
             raise ValueError(f"MobileNetV1 act={act!r}: choose one of {', '.join(ACTIVATIONS)}")
-        if width_mult <= 0 or depth_mult <= 0:
-            raise ValueError(f"MobileNetV1 needs width_mult, depth_mult > 0; got {width_mult}, {depth_mult}")
+        check_multipliers("MobileNetV1", width_mult, depth_mult)
         act_layer = ACTIVATIONS[act]
         self.num_classes, self.drop_rate = num_classes, drop_rate
         self.stage_widths = scale_widths([c for c, _, _ in MOBILENET_V1_STAGES], width_mult)
@@ -195,6 +194,13 @@ class StageSpec(NamedTuple):
     stride: int  # of the first block
     out_chs: int  # c
     repeats: int  # n
+
+
+def scale_stages(stages: Sequence[StageSpec], width_mult: float, depth_mult: float) -> list[StageSpec]:
+    """``stages`` with each stage's channels and repeats scaled by the multipliers (``scaling`` rounds them)."""
+    widths = scale_widths([s.out_chs for s in stages], width_mult)
+    depths = scale_depths([s.repeats for s in stages], depth_mult)
+    return [s._replace(out_chs=c, repeats=n) for s, c, n in zip(stages, widths, depths, strict=True)]
 
 
 class InvertedResidual(nn.Module):
@@ -340,13 +346,9 @@ class MobileNetV2(InvertedResidualNet):
         depth_mult: float = 1.0,
         drop_rate: float = 0.2,
     ) -> None:
-        if width_mult <= 0 or depth_mult <= 0:
-            raise ValueError(f"MobileNetV2 needs width_mult, depth_mult > 0; got {width_mult}, {depth_mult}")
-        widths = scale_widths([s.out_chs for s in MOBILENET_V2_STAGES], width_mult)
-        depths = scale_depths([s.repeats for s in MOBILENET_V2_STAGES], depth_mult)
-        stages = [s._replace(out_chs=c, repeats=n) for s, c, n in zip(MOBILENET_V2_STAGES, widths, depths, strict=True)]
+        check_multipliers("MobileNetV2", width_mult, depth_mult)
         super().__init__(
-            stages,
+            scale_stages(MOBILENET_V2_STAGES, width_mult, depth_mult),
             num_classes,
             in_chans,
             stem_chs=scale_widths([MOBILENET_V2_STEM], width_mult)[0],

@@ -72,7 +72,7 @@ from ..constants import dataset_stats
 from .base import Backbone, default_cfg, feature_info
 from .layers import DropPath, SEModule, make_divisible
 from .registry import Variant, register_variants
-from .scaling import scale_depths, scale_widths
+from .scaling import check_multipliers, scale_depths, scale_widths
 
 SHORTCUTS = ("A", "B", "C", "none")  # none: the plain network of §4.1 (no shortcut, no sum)
 _TIMM_PREACT_UNIT = re.compile(r"stages\.(\d+)\.blocks\.(\d+)\.(norm|conv|downsample\.conv)(\d?)\.(.+)")
@@ -121,9 +121,10 @@ def make_shortcut(in_chs: int, out_chs: int, stride: int, kind: str, norm: bool)
 class ResidualUnit(nn.Module):
     """A residual unit: a chain of convs (the residual branch), optional SE and drop-path, the shortcut, the sum.
 
-    Subclasses only declare the chain. Post-activation (2015): conv_i → bn_i → ReLU, no ReLU after the last bn,
-    ReLU after the sum. Pre-activation (2016): bn_i → ReLU → conv_i, nothing after the sum; ``first`` marks the
-    network's first unit, whose input the stem has already activated (no ``bn1``).
+    Subclasses only declare the chain and pass the unit's options on (``**unit_options``). Post-activation (2015):
+    conv_i → bn_i → ReLU, no ReLU after the last bn, ReLU after the sum. Pre-activation (2016): bn_i → ReLU → conv_i,
+    nothing after the sum; ``first`` marks the network's first unit, whose input the stem has already activated
+    (no ``bn1``).
     """
 
     expansion: int = 1
@@ -132,11 +133,11 @@ class ResidualUnit(nn.Module):
         self,
         convs: Sequence[ConvSpec],
         *,
-        shortcut: str,
-        preact: bool,
-        first: bool,
-        se_ratio: float | None,
-        drop_path: float,
+        shortcut: str = "B",
+        preact: bool = False,
+        first: bool = False,
+        se_ratio: float | None = None,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.preact, self.num_convs = preact, len(convs)
@@ -185,20 +186,8 @@ class BasicBlock(ResidualUnit):
 
     expansion = 1
 
-    def __init__(
-        self,
-        in_chs: int,
-        planes: int,
-        stride: int = 1,
-        *,
-        shortcut: str = "B",
-        preact: bool = False,
-        first: bool = False,
-        se_ratio: float | None = None,
-        drop_path: float = 0.0,
-    ) -> None:
-        convs = [(in_chs, planes, 3, stride, 1), (planes, planes, 3, 1, 1)]
-        super().__init__(convs, shortcut=shortcut, preact=preact, first=first, se_ratio=se_ratio, drop_path=drop_path)
+    def __init__(self, in_chs: int, planes: int, stride: int = 1, **unit_options: Any) -> None:
+        super().__init__([(in_chs, planes, 3, stride, 1), (planes, planes, 3, 1, 1)], **unit_options)
 
 
 class Bottleneck(ResidualUnit):
@@ -216,14 +205,10 @@ class Bottleneck(ResidualUnit):
         planes: int,
         stride: int = 1,
         *,
-        shortcut: str = "B",
-        preact: bool = False,
-        first: bool = False,
-        se_ratio: float | None = None,
-        drop_path: float = 0.0,
         cardinality: int = 1,
         base_width: int = 64,
         stride_on_1x1: bool = False,
+        **unit_options: Any,
     ) -> None:
         width = int(planes * base_width / 64) * cardinality
         stride_1x1, stride_3x3 = (stride, 1) if stride_on_1x1 else (1, stride)
@@ -232,7 +217,7 @@ class Bottleneck(ResidualUnit):
             (width, width, 3, stride_3x3, cardinality),
             (width, planes * self.expansion, 1, 1, 1),
         ]
-        super().__init__(convs, shortcut=shortcut, preact=preact, first=first, se_ratio=se_ratio, drop_path=drop_path)
+        super().__init__(convs, **unit_options)
 
 
 class ResNet(Backbone):
@@ -267,8 +252,7 @@ class ResNet(Backbone):
         block_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if width_mult <= 0 or depth_mult <= 0:
-            raise ValueError(f"ResNet width_mult and depth_mult must be > 0; got {width_mult}, {depth_mult}")
+        check_multipliers("ResNet", width_mult, depth_mult)
         if se_ratio is not None and not 0 < se_ratio <= 1:
             raise ValueError(f"ResNet se_ratio must be in (0, 1] (1/16 = 0.0625) or None; got {se_ratio}")
         if not (0 <= drop_rate < 1 and 0 <= drop_path_rate < 1):

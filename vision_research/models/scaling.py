@@ -75,6 +75,12 @@ EFFICIENTNET_PARAMS: dict[str, EfficientNetParams] = {
 }
 
 
+def check_multipliers(model: str, width_mult: float, depth_mult: float) -> None:
+    """A ``ValueError`` naming ``model`` unless both multipliers are positive."""
+    if width_mult <= 0 or depth_mult <= 0:
+        raise ValueError(f"{model} needs width_mult, depth_mult > 0; got {width_mult}, {depth_mult}")
+
+
 def scale_depths(depths: Sequence[int], depth_mult: float) -> list[int]:
     """Repeats per stage times ``depth_mult``, rounded up (the released ``round_repeats``)."""
     return [int(math.ceil(round(n * depth_mult, 6))) for n in depths]

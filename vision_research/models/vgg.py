@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..constants import dataset_stats
-from .base import Backbone, default_cfg, feature_info, sequential_stages
+from .base import PooledFCBackbone, default_cfg, feature_info, sequential_stages
 from .registry import Variant, register_variants
 
 # Table 1: the conv widths of each of the five blocks (every conv is 3×3; a max-pool closes each block).
@@ -51,7 +51,7 @@ VGG_CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
 }
 
 
-class VGG(Backbone):
+class VGG(PooledFCBackbone):
     """VGG-11/13/16/19 (configs A, B, D, E of Table 1), optionally with BatchNorm; see the module docstring."""
 
     def __init__(
@@ -110,14 +110,8 @@ class VGG(Backbone):
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         return sequential_stages(self.features, x, self._stage_ends)
 
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.classifier(self.flatten(self.avgpool(features[-1])))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        old = self.classifier[6]
-        self.classifier[6] = nn.Linear(old.in_features, num_classes).to(old.weight.device)
-        self._init_weights(self.classifier[6])
-        self.num_classes = self.default_cfg["num_classes"] = num_classes
+    def init_output_layer(self, layer: nn.Linear) -> None:
+        self._init_weights(layer)
 
 
 # The variants: each config of Table 1, without and with BatchNorm (name → architecture, description) ------------------

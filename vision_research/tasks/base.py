@@ -17,6 +17,7 @@ from ..models import create_model
 from ..models.hub import load_weights
 from ..optim import backbone_stages, build_optimizer, build_scheduler
 from ..registry import accepted_options
+from ..visualize import denormalize
 from .contract import TaskData, options_from
 
 
@@ -126,7 +127,7 @@ class VisionTask(L.LightningModule):
         """Score validation and test with the metric ``name`` (one of ``evaluation_metrics``) instead of the task's
         own: ``vr eval metric=NAME``. A task without others says so."""
         others = f"; choose {', '.join(self.evaluation_metrics)}" if self.evaluation_metrics else " only"
-        raise ConfigError(f"metric={name}: a {type(self).__name__} scores with its own metrics{others}")
+        raise ConfigError(f"metric={name}: {type(self).__name__} scores with its own metrics{others}")
 
     def export_output_names(self, count: int) -> list[str]:
         """The names of the ``count`` outputs of :meth:`forward` in an exported graph: ``output_names`` when it
@@ -183,12 +184,6 @@ class VisionTask(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._fresh_metrics("test")
 
-    def _logging_images(self) -> bool:
-        """Whether this validation epoch logs pictures (``log_images_every_n_epochs``, a TensorBoard logger)."""
-        every = self.hparams.get("log_images_every_n_epochs", 0)
-        experiment = getattr(self.logger, "experiment", None)
-        return bool(every) and hasattr(experiment, "add_image") and self.current_epoch % every == 0
-
     def configure_optimizers(self) -> Any:
         options = dict(self.hparams.optimizer or {})
         if options.get("backbone_lr_mult", 1.0) != 1.0 or options.get("layer_decay") is not None:
@@ -202,3 +197,26 @@ class VisionTask(L.LightningModule):
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class ImageLoggingTask(VisionTask):
+    """A task that shows its predictions on the first validation images in TensorBoard (``val/predictions``): every
+    ``log_images_every_n_epochs`` epochs (0: never), on ``num_images_to_log`` images. Its other options are
+    :class:`VisionTask`'s."""
+
+    def __init__(self, *, log_images_every_n_epochs: int = 5, num_images_to_log: int = 4, **options: Any) -> None:
+        super().__init__(**options)
+
+    def _logging_images(self) -> bool:
+        """Whether this validation epoch logs pictures (``log_images_every_n_epochs``, a TensorBoard logger)."""
+        every = self.hparams.log_images_every_n_epochs
+        experiment = getattr(self.logger, "experiment", None)
+        return bool(every) and hasattr(experiment, "add_image") and self.current_epoch % every == 0
+
+    def _pictures(self, images: Tensor) -> Tensor:
+        """The first ``num_images_to_log`` of a batch's normalised ``images``, back to uint8 pictures."""
+        return denormalize(images[: self.hparams.num_images_to_log], *self.input_stats)
+
+    def _log_picture(self, picture: Tensor) -> None:
+        """Log ``picture`` (uint8 [3, H, W]: the predictions drawn on ``_pictures``) as ``val/predictions``."""
+        self.logger.experiment.add_image("val/predictions", picture, self.global_step)

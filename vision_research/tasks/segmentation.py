@@ -25,8 +25,8 @@ from ..heads.fcn import AuxiliaryHead, FCNHead
 from ..heads.stages import select_stages
 from ..metrics.segmentation import SegmentationMetrics
 from ..models import freeze_unused_by_features
-from ..visualize import denormalize, segmentation_panels
-from .base import Prediction, VisionTask
+from ..visualize import segmentation_panels
+from .base import ImageLoggingTask, Prediction
 from .registry import register_task
 
 
@@ -45,7 +45,7 @@ def class_maps_at_original(logits: torch.Tensor, originals: Sequence[np.ndarray]
 
 
 @register_task(name="segmentation")
-class SemanticSegmenter(VisionTask):
+class SemanticSegmenter(ImageLoggingTask):
     """FCN over a backbone given by name (rebuilt from hparams by ``load_from_checkpoint``).
 
     ``head`` holds the ``FCNHead`` options (``variant`` 32s / 16s / 8s, ``hidden_channels`` …); ``num_classes``
@@ -66,13 +66,11 @@ class SemanticSegmenter(VisionTask):
         aux_loss_weight: float = 0.0,
         class_weights: Sequence[float] | None = None,
         ignore_index: int = 255,
-        log_images_every_n_epochs: int = 5,
-        num_images_to_log: int = 4,
         **options: Any,
     ) -> None:
         if class_weights is not None and len(class_weights) != num_classes:
             raise ConfigError(f"task.class_weights has {len(class_weights)} values for {num_classes} classes")
-        super().__init__(model, num_classes, in_chans, **options)
+        super().__init__(model=model, num_classes=num_classes, in_chans=in_chans, **options)
         self.backbone = self.create_backbone()
         self.head = FCNHead(self.backbone.feature_info, num_classes, **(head or {}))
         self.aux_head = None
@@ -149,8 +147,6 @@ class SemanticSegmenter(VisionTask):
         return [Prediction(mask=m) for m in class_maps_at_original(self(images), originals)]
 
     def _log_panels(self, batch: tuple[torch.Tensor, torch.Tensor], logits: torch.Tensor) -> None:
-        count = self.hparams.num_images_to_log
-        images, masks = batch[0][:count], batch[1][:count]
-        pictures = denormalize(images, *self.input_stats)
-        panels = segmentation_panels(pictures, masks, logits[:count].argmax(dim=1))
-        self.logger.experiment.add_image("val/predictions", panels, self.global_step)
+        pictures = self._pictures(batch[0])
+        count = len(pictures)
+        self._log_picture(segmentation_panels(pictures, batch[1][:count], logits[:count].argmax(dim=1)))

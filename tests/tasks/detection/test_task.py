@@ -125,7 +125,7 @@ def test_voc_map_through_trainer_test_equals_voc_evaluate_on_the_same_detections
 def test_an_unknown_metric_is_a_one_line_config_error():
     task = YoloDetector("resnet18", num_classes=3, image_size=64, model_options={"width_mult": 0.25}, head=V1_HEAD)
     assert task.evaluation_metrics == ("coco", "voc07", "voc12")
-    with pytest.raises(ConfigError, match=r"^metric=voc10: a YoloDetector scores with its own metrics; choose coco, "):
+    with pytest.raises(ConfigError, match=r"^metric=voc10: YoloDetector scores with its own metrics; choose coco, "):
         task.use_metric("voc10")
 
 

@@ -37,8 +37,8 @@ from ...metrics.coco import COCO_STATS_NAMES, CocoMeanAveragePrecision, detectio
 from ...metrics.voc import VocMeanAveragePrecision
 from ...models import freeze_unused_by_features
 from ...registry import keyword_defaults
-from ...visualize import denormalize, draw_boxes
-from ..base import Prediction, VisionTask
+from ...visualize import draw_boxes
+from ..base import ImageLoggingTask, Prediction
 from ..contract import AnnotatedData
 from ..registry import register_task
 from .anchors import kmeans_anchors_from_data
@@ -57,7 +57,7 @@ VOC_METRICS = {"voc07": True, "voc12": False}
 
 
 @register_task(name="detection")
-class YoloDetector(VisionTask):
+class YoloDetector(ImageLoggingTask):
     """YOLO over a backbone given by name; every option is a plain value so that checkpoints rebuild it."""
 
     monitor = "val/map_50"
@@ -75,13 +75,11 @@ class YoloDetector(VisionTask):
         postprocess: dict[str, Any] | None = None,
         coco_backend: str = "auto",
         category_ids: Sequence[int] | None = None,
-        log_images_every_n_epochs: int = 5,
-        num_images_to_log: int = 4,
         **options: Any,
     ) -> None:
         if category_ids is not None and len(category_ids) != num_classes:
             raise ConfigError(f"{len(category_ids)} category ids for {num_classes} classes")
-        super().__init__(model, num_classes, in_chans, **options)
+        super().__init__(model=model, num_classes=num_classes, in_chans=in_chans, **options)
         head = {"type": "v1", **(head or {})}
         if head["type"] not in HEADS:
             raise ConfigError(f"task.head.type must be one of {', '.join(HEADS)}; got '{head['type']}'")
@@ -265,7 +263,6 @@ class YoloDetector(VisionTask):
         return draw_boxes(image, boxes, labels, scores, self.class_names, min_score)
 
     def _log_drawings(self, images: Tensor, detections: list[dict[str, Tensor]]) -> None:
-        count = self.hparams.num_images_to_log
-        pictures = denormalize(images[:count], *self.input_stats)
-        drawn = torch.cat([self.draw(p, d) for p, d in zip(pictures, detections[:count], strict=True)], dim=2)
-        self.logger.experiment.add_image("val/predictions", drawn, self.global_step)
+        pictures = self._pictures(images)
+        drawn = [self.draw(p, d) for p, d in zip(pictures, detections[: len(pictures)], strict=True)]
+        self._log_picture(torch.cat(drawn, dim=2))

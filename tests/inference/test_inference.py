@@ -2,7 +2,7 @@
 graphs to float tolerance, int8 to its rounding — on the four exported tasks; short and long batches through a
 graph built for one size; `vr benchmark --backend` reports what it defines; one-line errors.
 
-The tasks are those of tests/test_export.py (a quarter-width ResNet-18 and heads on it, 32-64 px). Compiling and
+The tasks are those of tests/export/test_export.py (a quarter-width ResNet-18 and heads on it, 32-64 px). Compiling and
 quantising take 5-15 s per model here, so the default selection quantises the classifier only (PT2E, then
 compiled); every task's compiled, ONNX and int8 graphs are `slow`.
 """
@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.test_export import TASKS
+from tests.export.test_export import TASKS
 from vision_research.benchmark import BenchmarkSettings, benchmark_backends
 from vision_research.benchmark.peak import _best_seconds, matmul_peak_gflops
 from vision_research.cli import main

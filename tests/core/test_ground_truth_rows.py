@@ -19,7 +19,7 @@ from vision_research.coco import ground_truth_rows, instances_from_rows
 from vision_research.data.formats import load_json, read_coco
 from vision_research.metrics import coco_evaluate
 
-COCO128 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco128-train"
+COCO128 = Path(__file__).resolve().parents[3] / "shared" / "data" / "coco128-train"
 
 
 def rebuilt_ground_truth(json_path: Path) -> tuple[dict, dict]:

@@ -85,7 +85,7 @@ def test_each_study_folder_holds_the_report_of_its_current_sweep(study):
     group per variant of the sweep, each with every seed."""
     import pandas as pd
 
-    folder = Path(__file__).resolve().parent.parent / "experiments" / study.removeprefix("study_")
+    folder = Path(__file__).resolve().parents[2] / "experiments" / study.removeprefix("study_")
     readme = (folder / "README.md").read_text()
     assert f"vr train -m experiment={study}" in readme and "![learning curves](curves.png)" in readme
     assert (folder / "curves.png").is_file()

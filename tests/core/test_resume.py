@@ -17,7 +17,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import vision_research.train as train_module
-from tests.robustness.test_training_faults import fast_config
+from tests.core.test_training_faults import fast_config
 from vision_research.checkpoints import AtomicCheckpointIO
 from vision_research.errors import ConfigError, DataError
 from vision_research.resume import resume_arguments

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
 
 import vision_research.train as train_module
-from tests.test_cli import FAST, vr
+from tests.commands import FAST, vr
 from vision_research.cli import main
 from vision_research.config_tree import config_dir
 from vision_research.errors import VisionResearchError

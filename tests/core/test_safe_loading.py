@@ -18,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 
 import vision_research.train as train_module
-from tests.robustness.test_training_faults import fast_config
+from tests.core.test_training_faults import fast_config
 from vision_research.errors import DataError
 from vision_research.evaluate import evaluate
 from vision_research.models import create_model, load_pretrained

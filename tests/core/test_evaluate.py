@@ -15,7 +15,7 @@ import lightning as L
 import pytest
 import yaml
 
-from tests.test_cli import FAST, vr
+from tests.commands import FAST, vr
 from vision_research.build import build_datamodule
 from vision_research.cli import main
 from vision_research.run_dir import load_task
@@ -212,6 +212,12 @@ def broken_runs(runs, tmp_path_factory):
         (["ckpt_path={digits}", "data=coco"], "data.root is required for data=coco"),
         (["ckpt_path={segmentation}", "data.task=detection"], "has num_classes=3, in_chans=3; the checkpoint was"),
         (["split=val"], "ckpt_path missing"),
+        (["ckpt_path={digits}", "trainer.max_epoch=1"], "Did you mean: trainer.max_epochs"),
+        (["ckpt_path={digits}", "split=test,val"], "vr eval takes one value per key; split has several"),
+        (["-m", "ckpt_path={digits}"], "vr eval takes KEY=VALUE overrides, not -m"),
+        (["ckpt_path={digits}", "calibration_images=0"], "calibration_images must be a positive integer"),
+        (["ckpt_path={digits}", "metric=voc07"], "metric=voc07: ImageClassifier scores with its own metrics only"),
+        (["ckpt_path={detection}", "metric=voc99"], "metric=voc99: YoloDetector scores with its own metrics; choose"),
     ],
 )
 def test_mistakes_are_one_line_errors(runs, broken_runs, capsys, args, message):
@@ -219,8 +225,34 @@ def test_mistakes_are_one_line_errors(runs, broken_runs, capsys, args, message):
         "root": broken_runs,
         "digits": _summary(runs["classification"])["tested_checkpoint"],
         "segmentation": _summary(runs["segmentation"])["tested_checkpoint"],
+        "detection": _summary(runs["detection"])["tested_checkpoint"],
     }
     code, _, err = vr_eval(capsys, *(arg.format(**paths) for arg in args))
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err
+
+
+def test_any_key_of_the_run_config_is_a_hydra_override(runs, capsys):
+    """trainer.* reaches the evaluation's Trainer (the run's precision replaced), and names the output folder."""
+    checkpoint = _summary(runs["classification"])["tested_checkpoint"]
+    summary, output = _evaluated(capsys, f"ckpt_path={checkpoint}", "trainer.precision=bf16-mixed")
+    assert summary["precision"] == "bf16-mixed" and output.name == "test-digits-trainer.precision=bf16-mixed"
+    assert yaml.safe_load((output / "config.yaml").read_text())["trainer"]["precision"] == "bf16-mixed"
+    assert {"test/acc1", "test/loss"} <= set(summary["metrics"])
+
+
+def test_a_detector_is_scored_with_voc_ap_on_request(runs, capsys):
+    checkpoint = _summary(runs["detection"])["tested_checkpoint"]
+    summary, output = _evaluated(capsys, f"ckpt_path={checkpoint}", "metric=voc07")
+    assert set(summary["metrics"]) == {"test/loss", "test/voc07_map"} and output.name == "test-shapes-voc07"
+    assert 0 <= summary["metrics"]["test/voc07_map"] <= 1
+
+
+def test_a_checkpoint_in_a_sweep_folder_needs_no_quoting(runs, tmp_path, capsys):
+    """A sweep names its run folders key=value,key=value, which Hydra's grammar would read as more than a path."""
+    run = tmp_path / "sweep" / "0_model=lenet5,seed=1"
+    shutil.copytree(runs["classification"], run)
+    summary, output = _evaluated(capsys, f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}")
+    assert output == run / "eval" / "test-digits"
+    _assert_reproduced(summary, _summary(runs["classification"]), "test")

@@ -19,8 +19,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image, ImageFile
 
-from tests.robustness.test_annotations import DOG, OPTIONS, _box, _coco, _image, _png, _yolo
-from tests.robustness.test_images_and_predict import trained_run
+from tests.core.test_images_and_predict import trained_run
+from tests.data.test_annotations import DOG, OPTIONS, _box, _coco, _image, _png, _yolo
 from vision_research.cli import main
 from vision_research.data.coco import CocoDataModule
 from vision_research.data.folder import ImageFolderDataModule

@@ -1,9 +1,6 @@
 """The `vr` command end to end: a run directory with everything in it, a sweep, and clean error messages."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,22 +8,9 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.commands import FAST, vr
 from vision_research.cli.overrides import validate_overrides
 from vision_research.errors import ConfigError
-
-FAST = ["debug=fast", "callbacks.progress_bar=none", "trainer.log_every_n_steps=1"]
-
-
-def vr(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "vision_research.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def scalar_tags(run_dir: Path) -> set[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(command: list[str | Path], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
