@@ -3,6 +3,7 @@ batches, and with a sample repeated as DDP's sampler pads."""
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -163,3 +164,11 @@ def test_metric_bad_input():
         metric.update(preds, [10, 11], gts[:1])
     with pytest.raises(DataError, match="has no 'scores'"):
         metric.update([{"boxes": preds[0]["boxes"], "labels": preds[0]["labels"]}], [10], gts[:1])
+
+
+def test_no_image_scored_gives_no_ap():
+    """An evaluation over no images (every image filtered out, an empty split) has no ground truth: NaN, as a class
+    without ground truth has, rather than an error from deep inside torch."""
+    empty = voc_evaluate([], [], 3)
+    assert math.isnan(empty["map"]) and all(math.isnan(a) for a in empty["ap"]) and empty["num_positives"] == [0] * 3
+    assert math.isnan(float(VocMeanAveragePrecision(3).compute()["map"]))

@@ -128,6 +128,8 @@ def voc_evaluate(
     without ground truth) and ``num_positives`` per class.
     """
     _check_voc_inputs(ground_truths, predictions, num_classes, iou_threshold)
+    if not ground_truths:  # no image scored: no ground truth, so no AP, as for a class without ground truth
+        return {"map": float("nan"), "ap": [float("nan")] * num_classes, "num_positives": [0] * num_classes}
     gt_labels = torch.cat([t["labels"].reshape(-1).cpu() for t in ground_truths]).numpy()
     difficult = torch.cat([_difficult(t) for t in ground_truths]).numpy()
     scores = torch.cat([p["scores"].reshape(-1).cpu().to(torch.float64) for p in predictions]).numpy()
