@@ -1,6 +1,6 @@
 """What a task may read from its data: the task–data contract.
 
-A task learns what the data knows once, at construction: ``train.build_task`` passes each option of
+A task learns what the data knows once, at construction: ``build.build_task`` passes each option of
 ``TaskData`` that the task's constructor names, and then the task's ``options_from_data`` (detection: the
 COCO category ids and the k-means anchors of the training boxes, through ``AnnotatedData``). The values are
 saved in the checkpoint's hparams, so that evaluation, ``vr predict`` and ``vr eval`` need no datamodule:
