@@ -15,7 +15,7 @@ import lightning as L
 import pytest
 import yaml
 
-from tests.commands import FAST, vr
+from tests.commands import FAST, SMALL_SHAPES, vr
 from vision_research.build import build_datamodule
 from vision_research.cli import main
 from vision_research.run_dir import load_task
@@ -29,14 +29,9 @@ SHAPES = [
     # The model and data the three experiments choose: a sweep's first composition is the default experiment's.
     "model=resnet18",
     "data=shapes",
-    "data.num_train=16",
-    "data.num_val=8",
-    "data.num_test=8",
-    "data.batch_size=8",
+    *SMALL_SHAPES,
     "data.eval_batch_size=4",
-    "data.num_workers=0",
     "model.width_mult=0.25",
-    "logger.tensorboard=false",
     "trainer.limit_train_batches=2",
 ]
 

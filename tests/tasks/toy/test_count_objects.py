@@ -13,7 +13,7 @@ import onnxruntime
 import pytest
 import torch
 
-from tests.commands import FAST, vr
+from tests.commands import FAST, SMALL_SHAPES, vr
 from vision_research.cli import main
 from vision_research.export import postprocess
 
@@ -23,12 +23,7 @@ TRAIN = [
     "--config-dir",
     str(HERE / "configs"),
     "experiment=count_shapes",
-    "data.num_train=16",
-    "data.num_val=8",
-    "data.num_test=8",
-    "data.batch_size=8",
-    "data.num_workers=0",
-    "logger.tensorboard=false",
+    *SMALL_SHAPES,
 ]
 
 
