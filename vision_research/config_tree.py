@@ -44,3 +44,9 @@ def missing_keys(node: object, prefix: str = "") -> list[str]:
 def override_key(override: str) -> str:
     """The key of a Hydra override (``+a.b=1`` → ``a.b``), without its ``+`` / ``++`` / ``~`` prefix."""
     return override.split("=", 1)[0].lstrip("+~")
+
+
+def quoted_value(text: str) -> str:
+    """``text`` as a single-quoted Hydra override value: a path holding ``=``, ``,`` or brackets (a sweep's run
+    folders are named ``key=value,key=value``) read as itself."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

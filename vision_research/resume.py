@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config_tree import override_key
+from .config_tree import override_key, quoted_value
 from .errors import ConfigError
 from .run_dir import CONFIG, LAST_CHECKPOINT, OVERRIDES, check_run_to_resume
 
@@ -51,7 +51,7 @@ def resume_arguments(args: list[str]) -> list[str]:
     new = [a for a in args if override_key(a) not in ("resume", "hydra.run.dir")]
     replaced = {override_key(a) for a in new if not a.startswith("-")}
     original = [o for o in OmegaConf.load(run_dir / OVERRIDES) if override_key(o) not in (*replaced, "resume")]
-    quoted = "'" + str(run_dir).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    quoted = quoted_value(str(run_dir))
     return [*original, *new, f"hydra.run.dir={quoted}", f"resume={quoted}"]
 
 

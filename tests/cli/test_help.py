@@ -14,12 +14,10 @@ from vision_research.cli import COMMANDS, main
 HEAVY = ("torch", "lightning", "albumentations", "torchvision", "timm")
 # One fresh interpreter per command: the help is printed, then what it imported is checked.
 PROBE = """
-import sys
+import contextlib, sys
 from vision_research.cli import main
-try:
+with contextlib.suppress(SystemExit):  # argparse's --help exits
     main([sys.argv[1], "--help"])
-except SystemExit:  # argparse's --help
-    pass
 print("heavy:", ",".join(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
 

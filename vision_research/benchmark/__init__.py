@@ -7,12 +7,12 @@ peak memory; the method is described there) and :mod:`.report` (the table, markd
 below are imported from their module on first use: the settings' choices cost no torch import (``--help``).
 """
 
-from ..lazy import lazy_exports
+import lazy_loader
 
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        ".backends": (
+    submod_attrs={
+        "backends": (
             "BackendReport",
             "BackendRow",
             "backend_markdown",
@@ -20,7 +20,7 @@ __getattr__, __dir__ = lazy_exports(
             "backend_settings_text",
             "benchmark_backends",
         ),
-        ".measurement": (
+        "measurement": (
             "BenchmarkResult",
             "BenchmarkStep",
             "Measurement",
@@ -32,8 +32,8 @@ __getattr__, __dir__ = lazy_exports(
             "synthetic_batch",
             "train_step",
         ),
-        ".references": ("reference_model",),
-        ".report": ("markdown_table", "parameter_notes", "rich_table", "settings_text", "write_csv", "write_markdown"),
-        ".settings": ("LIBRARIES", "MODES", "OURS", "PRECISION_ALIASES", "BenchmarkSettings", "expand_model_names"),
+        "references": ("reference_model",),
+        "report": ("markdown_table", "parameter_notes", "rich_table", "settings_text", "write_csv", "write_markdown"),
+        "settings": ("LIBRARIES", "MODES", "OURS", "PRECISION_ALIASES", "BenchmarkSettings", "expand_model_names"),
     },
 )

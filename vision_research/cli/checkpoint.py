@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..config_tree import config_dir, override_key
+from ..config_tree import config_dir, override_key, quoted_value
 from ..errors import ConfigError, DataError
 from .command import Command, config_summary, config_usage, metrics_line, read_config_help, wants_help
 from .overrides import parse_overrides, validate_overrides
@@ -32,7 +32,7 @@ def quote_paths(args: list[str]) -> list[str]:
     for arg in args:
         key, sep, value = arg.partition("=")
         if sep and key in PATH_KEYS and not UNQUOTED.match(value) and value[:1] not in ("'", '"'):
-            value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            value = quoted_value(value)
         quoted.append(f"{key}{sep}{value}")
     return quoted
 

@@ -8,22 +8,21 @@ The names below are imported from their module on first use, so that importing t
 imports no torch; the datamodules register before the first lookup by name (``registry.py``).
 """
 
-from ..lazy import lazy_exports
+import lazy_loader
 
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        "..geometry": ("boxes_to_original",),
-        ".annotations": ("AnnotationSet", "DataWarning", "ImageRecord", "ObjectAnnotation"),
-        ".coco": ("CocoDataModule",),
-        ".digits": ("DigitsDataModule",),
-        ".folder": ("ImageFolderDataModule",),
-        ".formats": ("convert", "read_coco", "read_voc", "read_yolo", "write_coco", "write_voc", "write_yolo"),
-        ".mnist": ("MNISTDataModule", "read_idx"),
-        ".registry": ("create_datamodule", "list_datamodules", "register_datamodule"),
-        ".shapes": ("ShapesDataModule", "generate_shapes"),
-        ".transforms": ("build_classification_transforms", "build_transforms"),
-        ".voc": ("VOCDataModule",),
-        ".yolo": ("YoloDataModule",),
+    submod_attrs={
+        "annotations": ("AnnotationSet", "DataWarning", "ImageRecord", "ObjectAnnotation"),
+        "coco": ("CocoDataModule",),
+        "digits": ("DigitsDataModule",),
+        "folder": ("ImageFolderDataModule",),
+        "formats": ("convert", "read_coco", "read_voc", "read_yolo", "write_coco", "write_voc", "write_yolo"),
+        "mnist": ("MNISTDataModule", "read_idx"),
+        "registry": ("create_datamodule", "list_datamodules", "register_datamodule"),
+        "shapes": ("ShapesDataModule", "generate_shapes"),
+        "transforms": ("build_classification_transforms", "build_transforms"),
+        "voc": ("VOCDataModule",),
+        "yolo": ("YoloDataModule",),
     },
 )

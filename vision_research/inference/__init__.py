@@ -5,7 +5,7 @@ module and checked against it in the tests (:mod:`.backends`, :mod:`.folding`, :
 The backends' names are listed here, without importing torch (``vr ... --help`` shows them); the rest is imported
 from its module on first use."""
 
-from ..lazy import lazy_exports
+import lazy_loader
 
 BACKENDS = {  # name: what it runs
     "eager": "the module as trained",
@@ -15,10 +15,10 @@ BACKENDS = {  # name: what it runs
     "int8": "PT2E int8 quantisation (x86 quantiser), compiled by Inductor",
 }
 
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        ".backends": (
+    submod_attrs={
+        "backends": (
             "build_forward",
             "build_from_batches",
             "check_backend",
@@ -26,8 +26,8 @@ __getattr__, __dir__ = lazy_exports(
             "compiling_pays",
             "serving",
         ),
-        ".fixed_batch": ("FixedBatch",),
-        ".folding": ("count_batch_norms", "fold_batch_norms"),
-        ".quantize": ("quantize_int8",),
+        "fixed_batch": ("FixedBatch",),
+        "folding": ("count_batch_norms", "fold_batch_norms"),
+        "quantize": ("quantize_int8",),
     },
 )

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import lazy_loader
+
 from ...errors import ConfigError, close_matches
-from ...lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ..annotations import AnnotationSet
@@ -99,10 +100,10 @@ def check_format(name: str) -> AnnotationFormat:
     return FORMATS[name]
 
 
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        ".coco": (
+    submod_attrs={
+        "coco": (
             "check_unique_coco_ids",
             "coco_class_map",
             "coco_dict",
@@ -112,9 +113,9 @@ __getattr__, __dir__ = lazy_exports(
             "read_coco",
             "write_coco",
         ),
-        ".conversion": ("convert", "read_annotations"),
-        ".masks": ("load_mask", "save_mask_png", "voc_palette"),
-        ".voc": (
+        "conversion": ("convert", "read_annotations"),
+        "masks": ("load_mask", "save_mask_png", "voc_palette"),
+        "voc": (
             "VOC_CLASSES",
             "VOC_LAYOUT",
             "check_class_names",
@@ -126,7 +127,7 @@ __getattr__, __dir__ = lazy_exports(
             "voc_xml",
             "write_voc",
         ),
-        ".writing": ("ConversionReport", "place_image"),
-        ".yolo": ("YOLO_LAYOUT", "read_yolo", "write_yolo", "yolo_class_names", "yolo_data_yaml", "yolo_lines"),
+        "writing": ("ConversionReport", "place_image"),
+        "yolo": ("YOLO_LAYOUT", "read_yolo", "write_yolo", "yolo_class_names", "yolo_data_yaml", "yolo_lines"),
     },
 )
