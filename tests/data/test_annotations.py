@@ -12,6 +12,7 @@ from PIL import Image
 
 from vision_research.cli import main
 from vision_research.data.annotations import AnnotationSet, DataWarning, ImageRecord, ObjectAnnotation
+from vision_research.data.coco import CocoDataModule
 from vision_research.data.formats import VOC_CLASSES, coco_dict, convert, read_annotations, read_coco, read_voc
 from vision_research.data.shapes import generate_shapes
 from vision_research.data.voc import VOCDataModule
@@ -92,6 +93,56 @@ def test_coco_ground_truth_built_from_records_rejects_repeated_image_ids(tmp_pat
     assert [a["id"] for a in data["annotations"]] == [1, 2]
 
 
+def _segmented(tmp_path: Path, segmentation: object) -> Path:
+    """A COCO file of one 32×24 image with one object, annotation id 5, of ``segmentation``."""
+    return _coco(tmp_path, [_image(1, "a.png")], [{**_box(5, 1, [2, 2, 10, 10]), "segmentation": segmentation}], DOG)
+
+
+def _compressed_rle(mask: np.ndarray) -> dict:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+
+
+def test_coco_rle_of_another_size_than_its_image_is_an_error_at_set_up(tmp_path):
+    path = _segmented(tmp_path, _compressed_rle(np.ones((48, 64))))
+    data = CocoDataModule(str(tmp_path), task="segmentation", splits={"train": "train", "val": "train"}, **OPTIONS)
+    with pytest.raises(DataError) as caught:
+        data.setup("fit")
+    assert str(caught.value) == (
+        f"{path}: annotation id 5 of image a.png: RLE size [48, 64] differs from the image's [24, 32] (height, width)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("counts", "problem"),
+    [
+        ([5, 10, 3], "RLE counts cover 18 pixels but the 32×24 image has 768"),
+        ([5, 10, 3000], "RLE counts cover 3015 pixels but the 32×24 image has 768"),
+        ("5:3", "RLE counts cover 18 pixels but the 32×24 image has 768"),  # [5, 10, 3] compressed
+        ("garbage!!", "malformed compressed RLE counts (character 'r' is outside '0'..'o')"),
+    ],
+    ids=["short list", "long list", "short string", "garbage string"],
+)
+def test_coco_rle_counts_must_cover_the_image(tmp_path, counts, problem):
+    path = _segmented(tmp_path, {"size": [24, 32], "counts": counts})
+    with pytest.raises(DataError) as caught:
+        read_coco(path)
+    assert str(caught.value) == f"{path}: annotation id 5 of image a.png: {problem}"
+
+
+@pytest.mark.parametrize("polygon", [[2, 2, 12, 2, 12], [2, 2, 12, 2]], ids=["odd count", "two points"])
+def test_coco_polygon_needs_three_points_and_an_even_count(tmp_path, polygon):
+    path = _segmented(tmp_path, [[2, 2, 12, 2, 12, 12], polygon])
+    with pytest.raises(DataError) as caught:
+        read_coco(path)
+    assert str(caught.value) == (
+        f"{path}: annotation id 5 of image a.png: polygon 1 has {len(polygon)} values; "
+        "a polygon needs at least 3 points (6 values) and an even count"
+    )
+
+
 # ---------------------------------------------------------------------------------------------- YOLO
 
 
@@ -131,12 +182,17 @@ def test_detection_split_without_any_object_is_an_error(tmp_path):
         YoloDataModule(str(root), **OPTIONS).annotations("train")
 
 
+def _voc_segmentation(root: Path) -> Path:
+    """A VOC root of one image, a.png, in ImageSets/Segmentation/train.txt."""
+    _png(root / "JPEGImages" / "a.png")
+    (root / "Annotations").mkdir()
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("a\n")
+    return root
+
+
 def test_segmentation_split_without_objects_is_not_an_error(tmp_path):
-    _png(tmp_path / "JPEGImages" / "a.png")
-    (tmp_path / "Annotations").mkdir()
-    (tmp_path / "ImageSets" / "Segmentation").mkdir(parents=True)
-    (tmp_path / "ImageSets" / "Segmentation" / "train.txt").write_text("a\n")
-    data = VOCDataModule(str(tmp_path), task="segmentation", splits={"val": "train"}, **OPTIONS)
+    data = VOCDataModule(str(_voc_segmentation(tmp_path)), task="segmentation", splits={"val": "train"}, **OPTIONS)
     assert data.annotations("train").num_objects == 0 and data.num_classes == 21
 
 
@@ -186,6 +242,19 @@ def test_voc_class_names_string_other_than_discover_is_a_config_error(tmp_path):
         read_voc(root, "train", class_names="dog")
     with pytest.raises(ConfigError, match="discover"):
         VOCDataModule(str(root), task="segmentation", class_names="discover", **OPTIONS)
+
+
+def test_voc_mask_class_names_leave_out_background_which_is_index_0(tmp_path):
+    root = str(_voc_segmentation(tmp_path))
+    options = {"task": "segmentation", "splits": {"val": "train"}, **OPTIONS}
+    with pytest.raises(ConfigError) as caught:
+        VOCDataModule(root, class_names=["background", "circle", "square", "triangle"], **options)
+    assert str(caught.value) == (
+        "data.class_names: index 0 of VOC masks is already background; list only the object classes "
+        "(got ['background', 'circle', 'square', 'triangle'])"
+    )
+    data = VOCDataModule(root, class_names=["circle", "square", "triangle"], **options)
+    assert data.class_names == ("background", "circle", "square", "triangle")
 
 
 # -------------------------------------------------------------------------------------------- Shapes

@@ -156,6 +156,16 @@ def test_empty_class_folder_is_named(flat_root):
         datamodule(flat_root)
 
 
+def test_a_single_class_folder_is_an_error_naming_the_folder(tmp_path):
+    make_classes(tmp_path, per_class=5, classes=("cat",))
+    with pytest.raises(DataError) as caught:
+        datamodule(tmp_path)
+    assert str(caught.value) == (
+        f"{tmp_path}: the training images have one class folder (cat); a classifier needs at least 2 classes, "
+        "a folder of images for each"
+    )
+
+
 def test_class_missing_from_train_is_named(tmp_path):
     make_classes(tmp_path / "train", per_class=5, classes=("cat", "dog"))
     make_classes(tmp_path / "val", per_class=2, classes=("cat", "cow"))
@@ -191,6 +201,16 @@ def test_bad_options_are_config_errors(flat_root):
         ImageFolderDataModule(str(flat_root), mean=(0.5,))
     with pytest.raises(ConfigError, match="split"):
         datamodule(flat_root, val_fraction=0.6, test_fraction=0.5)
+
+
+def test_augment_other_than_a_preset_name_is_a_config_error(tmp_path):
+    augment = OmegaConf.create({"augment": {"name": "standard"}}).augment  # as data.augment={name: standard} arrives
+    with pytest.raises(ConfigError) as caught:
+        ImageFolderDataModule(str(tmp_path), augment=augment)
+    assert str(caught.value) == (
+        "augment must be a classification preset's name: none, standard, strong; got {'name': 'standard'} "
+        "(these presets take no options)"
+    )
 
 
 def test_vr_train_runs_end_to_end_on_an_image_folder(flat_root, tmp_path):

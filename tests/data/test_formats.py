@@ -191,9 +191,9 @@ def _voc_xml(objects: str, width: int = 64, height: int = 48) -> str:
     )
 
 
-def _voc_object(name: str, box: tuple) -> str:
+def _voc_object(name: str, box: tuple, difficult: str = "0") -> str:
     corners = "".join(f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True))
-    return f"<object><name>{name}</name><difficult>0</difficult><bndbox>{corners}</bndbox></object>"
+    return f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox>{corners}</bndbox></object>"
 
 
 def test_malformed_xml_names_the_file_and_position(tmp_path):
@@ -206,6 +206,22 @@ def test_voc_missing_field_names_the_object(tmp_path):
     root = _voc_root(tmp_path, _voc_xml("<object><name>dog</name></object>"))
     with pytest.raises(DataError, match=r"x\.xml: object 0 \('dog'\) has no <bndbox>"):
         read_voc(root, "train")
+
+
+@pytest.mark.parametrize("flag", ["yes", "No", "TRUE", "false", "1", "0"])
+def test_voc_difficult_reads_yes_no_true_false_and_0_1_in_any_case(tmp_path, flag):
+    root = _voc_root(tmp_path, _voc_xml(_voc_object("dog", (1, 1, 5, 5), difficult=flag)))
+    assert read_voc(root, "train").images[0].objects[0].difficult is (flag.lower() in ("yes", "true", "1"))
+
+
+def test_voc_difficult_other_than_a_flag_names_the_file_and_the_value(tmp_path):
+    root = _voc_root(tmp_path, _voc_xml(_voc_object("dog", (1, 1, 5, 5), difficult="maybe")))
+    with pytest.raises(DataError) as caught:
+        read_voc(root, "train")
+    assert str(caught.value) == (
+        f"{root / 'Annotations/x.xml'}: object 0 ('dog') <difficult> is 'maybe'; a flag is 0 / 1, no / yes or "
+        "false / true"
+    )
 
 
 def test_malformed_json_names_the_file_and_line(tmp_path):

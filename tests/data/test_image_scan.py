@@ -218,8 +218,9 @@ def test_a_one_pixel_image_works_under_the_strong_preset(tmp_path, task):
 
 def test_a_one_pixel_image_folder_image_works_under_the_strong_preset(tmp_path):
     for split in ("train", "val", "test"):
-        (tmp_path / split / "dot").mkdir(parents=True)
-        Image.fromarray(np.array([[[200, 10, 50]]], np.uint8)).save(tmp_path / split / "dot" / "1.png")
+        for name in ("dot", "spot"):  # a classifier needs 2 classes
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.fromarray(np.array([[[200, 10, 50]]], np.uint8)).save(tmp_path / split / name / "1.png")
     torch.manual_seed(0)
     data = ImageFolderDataModule(str(tmp_path), image_size=16, augment="strong", num_workers=0)
     data.setup("fit")

@@ -1,6 +1,6 @@
 """Classification from your own images, one folder per class (e.g. Kather's histology tiles, flower photos).
 
-Layouts (class names are the sorted class-folder names, one list for every split):
+Layouts (class names are the sorted class-folder names, at least 2, one list for every split):
 
 - ``root/<class>/<images>``: split here, stratified, into train / val / test (``val_fraction``,
   ``test_fraction``, ``split_seed``);
@@ -169,6 +169,11 @@ class ImageFolderDataModule(ImageFilesDataModule):
             return
         found = read_layout(self.root)
         self._class_names = tuple(found["train"])
+        if len(self._class_names) < 2:
+            raise DataError(
+                f"{self.root}: the training images have one class folder ({self._class_names[0]}); a classifier "
+                "needs at least 2 classes, a folder of images for each"
+            )
         splits = {s: to_image_list(found[s], self._class_names, self.root / s) for s in found}
         train = splits.pop("train")
         missing = [s for s in ("val", "test") if s not in splits]

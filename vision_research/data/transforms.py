@@ -246,6 +246,11 @@ def build_classification_transforms(
     jitter; "none" = the evaluation pipeline. Evaluation: resize the shorter side to
     ``floor(image_size / crop_ratio)``, then take the centre ``image_size`` crop (the torchvision / timm recipe).
     """
+    if not isinstance(preset, str):
+        raise ConfigError(
+            f"augment must be a classification preset's name: {', '.join(CLASSIFICATION_PRESETS)}; got {preset!r} "
+            "(these presets take no options)"
+        )
     if preset not in CLASSIFICATION_PRESETS:
         raise unknown_name_error("classification augmentation preset", preset, CLASSIFICATION_PRESETS)
     if not 0.0 < crop_ratio <= 1.0:

@@ -41,6 +41,16 @@ def _voc_class_map(record: ImageRecord, folder: Path, num_classes: int) -> np.nd
     return load_mask(folder / f"{record.stem}.png", num_classes, (record.width, record.height))
 
 
+def _check_mask_class_names(names: list[str] | str | None) -> None:
+    """The class names of VOC masks are listed (not discovered) and leave out background, their index 0."""
+    if names == DISCOVER:
+        raise ConfigError(f"data.class_names: {DISCOVER} reads the names of detection objects; list them for masks")
+    if any(str(name).lower() == "background" for name in names or ()):
+        raise ConfigError(
+            f"data.class_names: index 0 of VOC masks is already background; list only the object classes (got {names})"
+        )
+
+
 @register_datamodule(name="voc")
 class VOCDataModule(AnnotationFilesDataModule):
     """Pascal VOC-layout data under ``root``; ``splits`` maps train / val / test to image-set names."""
@@ -57,8 +67,8 @@ class VOCDataModule(AnnotationFilesDataModule):
     ) -> None:
         super().__init__(root, **options)
         self.names = check_class_names(class_names)
-        if self.names == DISCOVER and self.task != "detection":
-            raise ConfigError(f"data.class_names: {DISCOVER} reads the names of detection objects; list them for masks")
+        if self.task == "segmentation":
+            _check_mask_class_names(self.names)
         self.segmentation_classes = num_classes
         self._records: dict[str, list[ImageRecord]] | None = None
         if num_classes is not None and self.task != "segmentation":

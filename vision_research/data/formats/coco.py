@@ -1,14 +1,16 @@
 """COCO instances JSON (Lin et al. 2014), indexed with pycocotools: boxes xywh in pixels, category ids with gaps
-(mapped to contiguous labels and back through ``AnnotationSet.category_ids``), polygons or RLE for masks,
-``iscrowd`` regions kept and flagged; image, annotation and category ids must be unique (pycocotools would
-silently merge entries sharing one).
+(mapped to contiguous labels and back through ``AnnotationSet.category_ids``), polygons or RLE for masks (checked
+against their image when read), ``iscrowd`` regions kept and flagged; image, annotation and category ids must be
+unique (pycocotools would silently merge entries sharing one).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,20 +94,9 @@ def read_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Ann
             source=f"{json_path} (image id {image_id})",
         )
         for ann in coco.imgToAnns.get(image_id, []):
-            x, y, w, h = ann["bbox"]
-            where = f"{json_path}: annotation id {ann.get('id')} of image {info['file_name']}"
-            box = sanitize_box((x, y, x + w, y + h), record.width, record.height, where)
-            if box is not None:
-                record.objects.append(
-                    ObjectAnnotation(
-                        box=box,
-                        category=name_of[ann["category_id"]],
-                        difficult=bool(ann.get("difficult", 0)),
-                        iscrowd=bool(ann.get("iscrowd", 0)),
-                        segmentation=ann.get("segmentation") or None,
-                        area=ann.get("area"),
-                    )
-                )
+            obj = _coco_object(ann, record, name_of[ann["category_id"]], json_path)
+            if obj is not None:
+                record.objects.append(obj)
         records.append(record)
     return AnnotationSet(
         records,
@@ -114,6 +105,105 @@ def read_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Ann
         category_ids=[c["id"] for c in categories],
         source=str(json_path),
     )
+
+
+def _coco_object(ann: dict, record: ImageRecord, category: str, json_path: Path) -> ObjectAnnotation | None:
+    """The object of annotation ``ann`` of ``record``; None when its box is degenerate (dropped with a warning)."""
+    where = f"{json_path}: annotation id {ann.get('id')} of image {record.file_name}"
+    segmentation = _check_segmentation(ann.get("segmentation") or None, record.height, record.width, where)
+    x, y, w, h = ann["bbox"]
+    box = sanitize_box((x, y, x + w, y + h), record.width, record.height, where)
+    if box is None:
+        return None
+    return ObjectAnnotation(
+        box=box,
+        category=category,
+        difficult=bool(ann.get("difficult", 0)),
+        iscrowd=bool(ann.get("iscrowd", 0)),
+        segmentation=segmentation,
+        area=ann.get("area"),
+    )
+
+
+def _check_segmentation(segmentation: Any, height: int, width: int, where: str) -> Any:
+    """``segmentation`` (None, COCO polygons or RLE) if it describes a mask of the ``height``×``width`` image, else a
+    ``DataError`` naming ``where``. Checked when read: later, a mask of another size fails in a loader worker, RLE
+    counts short of the image decode to memory pycocotools never wrote, and its own errors name no annotation."""
+    if isinstance(segmentation, dict):
+        _check_rle(segmentation, height, width, where)
+    elif isinstance(segmentation, list):
+        _check_polygons(segmentation, where)
+    elif segmentation is not None:
+        raise DataError(
+            f"{where}: 'segmentation' must be polygons [[x1, y1, x2, y2, ...], ...] or RLE {{size, counts}}; "
+            f"got {segmentation!r}"
+        )
+    return segmentation
+
+
+def _check_polygons(polygons: list, where: str) -> None:
+    for k, polygon in enumerate(polygons):
+        if not isinstance(polygon, list) or not all(_finite_number(v) for v in polygon):
+            raise DataError(f"{where}: polygon {k} is not a list of x, y numbers; got {polygon!r}")
+        if len(polygon) < 6 or len(polygon) % 2:
+            raise DataError(
+                f"{where}: polygon {k} has {len(polygon)} values; a polygon needs at least 3 points (6 values) "
+                "and an even count"
+            )
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_rle(rle: dict, height: int, width: int, where: str) -> None:
+    size = rle.get("size")
+    if size != [height, width]:
+        raise DataError(f"{where}: RLE size {size!r} differs from the image's [{height}, {width}] (height, width)")
+    runs = _rle_runs(rle.get("counts"), where)
+    if sum(runs) != height * width:
+        raise DataError(
+            f"{where}: RLE counts cover {sum(runs)} pixels but the {width}×{height} image has {height * width}"
+        )
+
+
+def _rle_runs(counts: Any, where: str) -> list[int]:
+    """The run lengths of RLE ``counts``: a list (uncompressed) or COCO's compressed string."""
+    if isinstance(counts, str):
+        try:
+            runs = _compressed_rle_runs(counts)
+        except ValueError as err:
+            raise DataError(f"{where}: malformed compressed RLE counts ({err})") from None
+    elif isinstance(counts, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in counts):
+        runs = counts
+    else:
+        raise DataError(f"{where}: RLE counts must be a list of run lengths or a compressed string; got {counts!r}")
+    if any(n < 0 for n in runs):
+        raise DataError(f"{where}: RLE counts hold a negative run length")
+    return runs
+
+
+def _compressed_rle_runs(counts: str) -> list[int]:
+    """The run lengths of a compressed RLE string, read as pycocotools' ``rleFrString`` does (a character '0'..'o'
+    carries 5 bits and a continuation bit, the last one of a number its sign; from the fourth run on, a run is
+    stored as its difference from the run two before); a ``ValueError`` says what is malformed."""
+    runs: list[int] = []
+    value = shift = 0
+    for char in counts:
+        code = ord(char) - 48
+        if not 0 <= code < 64:
+            raise ValueError(f"character {char!r} is outside '0'..'o'")
+        value |= (code & 0x1F) << shift
+        shift += 5
+        if code & 0x20:  # more characters follow in this number
+            continue
+        if code & 0x10:  # negative
+            value -= 1 << shift
+        runs.append(value + (runs[-2] if len(runs) > 2 else 0))
+        value = shift = 0
+    if shift:
+        raise ValueError("the string ends inside a number")
+    return runs
 
 
 def coco_dict(annotations: AnnotationSet, decimals: int = 3) -> dict:

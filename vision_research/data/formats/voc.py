@@ -1,7 +1,7 @@
 """Pascal VOC XML (Everingham et al. 2010): ``Annotations/<id>.xml`` with 1-based inclusive pixel corners,
-``JPEGImages/``, ``ImageSets/Main/<set>.txt``. ``difficult`` objects are kept and flagged. Corners map to our frame
-as (xmin − 1, ymin − 1, xmax, ymax). Unknown class names are an error suggesting the close VOC name, unless the
-names are discovered (``class_names="discover"``).
+``JPEGImages/``, ``ImageSets/Main/<set>.txt``. ``difficult`` objects (0 / 1, no / yes, false / true) are kept and
+flagged. Corners map to our frame as (xmin − 1, ymin − 1, xmax, ymax). Unknown class names are an error suggesting
+the close VOC name, unless the names are discovered (``class_names="discover"``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ VOC_CLASSES = (
     "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
 VOC_LAYOUT = FORMATS["voc"].layout
+VOC_FLAGS = {"": False, "0": False, "no": False, "false": False, "1": True, "yes": True, "true": True}
 
 
 def _voc_text(node: ET.Element, tag: str, path: Path, what: str) -> str:
@@ -36,6 +37,14 @@ def _voc_number(node: ET.Element, tag: str, path: Path, what: str) -> float:
         return float(text)
     except ValueError:
         raise DataError(f"{path}: {what} <{tag}> is '{text}', not a number") from None
+
+
+def _voc_flag(node: ET.Element, tag: str, path: Path, what: str) -> bool:
+    """The flag ``<tag>`` of ``node``: 0 / 1, no / yes or false / true (any case); absent or empty is false."""
+    text = node.findtext(tag, default="").strip()
+    if text.lower() not in VOC_FLAGS:
+        raise DataError(f"{path}: {what} <{tag}> is '{text}'; a flag is 0 / 1, no / yes or false / true")
+    return VOC_FLAGS[text.lower()]
 
 
 def read_voc_xml(path: str | Path, image_dir: str | Path | None = None) -> ImageRecord:
@@ -59,17 +68,15 @@ def read_voc_xml(path: str | Path, image_dir: str | Path | None = None) -> Image
         width, height = image_size(Path(image_dir) / filename, referenced_by=str(path))
     record = ImageRecord(file_name=filename, width=width, height=height, source=str(path))
     for k, obj in enumerate(root.iter("object")):
-        what = f"object {k}"
-        name = _voc_text(obj, "name", path, what)
+        name = _voc_text(obj, "name", path, f"object {k}")
+        what = f"object {k} ('{name}')"
         box_node = obj.find("bndbox")
         if box_node is None:
-            raise DataError(f"{path}: {what} ('{name}') has no <bndbox>")
-        corners = [_voc_number(box_node, t, path, f"{what} ('{name}')") for t in ("xmin", "ymin", "xmax", "ymax")]
-        box = sanitize_box(
-            (corners[0] - 1, corners[1] - 1, corners[2], corners[3]), width, height, f"{path}: {what} ('{name}')"
-        )
+            raise DataError(f"{path}: {what} has no <bndbox>")
+        corners = [_voc_number(box_node, t, path, what) for t in ("xmin", "ymin", "xmax", "ymax")]
+        difficult = _voc_flag(obj, "difficult", path, what)
+        box = sanitize_box((corners[0] - 1, corners[1] - 1, corners[2], corners[3]), width, height, f"{path}: {what}")
         if box is not None:
-            difficult = obj.findtext("difficult", default="0").strip() in ("1", "true", "True")
             record.objects.append(ObjectAnnotation(box=box, category=name, difficult=difficult))
     return record
 
