@@ -26,7 +26,25 @@ class TrainingDiverged(VisionResearchError):
 
 
 class RunDirectoryInUse(ConfigError):
-    """The run directory already holds a previous run's checkpoints, metrics or TensorBoard events."""
+    """The run directory already holds a previous run's checkpoints, metrics or TensorBoard events, or another process
+    is writing it."""
+
+
+class NothingToResume(VisionResearchError):
+    """``resume=`` of a run that has finished, with nothing asked beyond what it did: not a failure (exit code 0)."""
+
+
+class RunInterrupted(VisionResearchError):
+    """A signal (SIGTERM, SIGINT) stopped the run; its last checkpoint is kept for ``resume=``."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for a process ended by ``signum``: 128 + the signal's number (SIGTERM 143, SIGINT 130)."""
+        return 128 + self.signum
 
 
 def close_matches(name: str, choices: Iterable[str], n: int = 5) -> list[str]:

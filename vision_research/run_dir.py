@@ -7,11 +7,16 @@
     <run>/.hydra/overrides.yaml       the command-line overrides: what resume= replays, what vr compare groups by
     <run>/.hydra/config.yaml          Hydra's own copy of the composed config, unresolved (HYDRA_CONFIG)
     <run>/.hydra/hydra.yaml           Hydra's run-time state, with the config-group choices (HYDRA_STATE)
+    <run>/run.lock                    held by the one process writing the run; its pid and host inside meanwhile (LOCK)
     <run>/checkpoints/{best,last}.ckpt
     <run>/events.out.tfevents.*       TensorBoard
     <run>/metrics.json                the final figures (METRICS); absent while the run is unfinished
     <run>/eval/<name>/                vr eval's config.yaml and metrics.json (EVAL)
     <run>/predictions/                vr predict's default output (PREDICTIONS)
+
+A run folder is written by one process (:class:`RunLock`), only after every check that can refuse the command has
+passed (configs/train.yaml sets ``hydra.output_subdir: null``; :func:`write_hydra_record` writes ``.hydra/`` then).
+Paths inside ``metrics.json`` and the checkpoints are relative to the folder, so a moved run works where it lies.
 
 Nothing here imports torch or Lightning at module level: ``vr train resume=...`` reads the layout before Hydra sets
 up logging (importing Lightning first would keep its messages out of the run's log file).
@@ -20,12 +25,16 @@ up logging (importing Lightning first would keep its messages out of the run's l
 from __future__ import annotations
 
 import json
+import os
+import socket
+import time
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import ConfigError, DataError, RunDirectoryInUse
+from .errors import ConfigError, DataError, NothingToResume, RunDirectoryInUse
 
 if TYPE_CHECKING:
     from .tasks.base import VisionTask
@@ -37,6 +46,7 @@ LAST_CHECKPOINT = CHECKPOINTS / "last.ckpt"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 HYDRA_STATE = Path(".hydra") / "hydra.yaml"
+LOCK = Path("run.lock")
 EVAL = Path("eval")
 PREDICTIONS = Path("predictions")
 
@@ -124,12 +134,113 @@ def check_fresh_run_dir(run_dir: Path) -> None:
         )
 
 
+def check_work_left(run_dir: Path, cfg: DictConfig) -> None:
+    """``NothingToResume`` when the run finished (``metrics.json``) under the same ``trainer.max_epochs`` /
+    ``max_steps`` / ``max_time`` that ``cfg`` asks for: resuming it would only write its figures again."""
+    summary = read_metrics(run_dir)
+    if summary is None:
+        return
+    finished_under = summary.get("limits") or stop_limits(OmegaConf.load(run_dir / CONFIG))
+    if finished_under == stop_limits(cfg):
+        raise NothingToResume(
+            f"resume={run_dir}: the run finished ({summary.get('epochs')} epochs, {METRICS}) and nothing asks for "
+            "more: give a larger trainer.max_epochs (or max_steps) to train it longer, or test it with vr eval"
+        )
+
+
+def stop_limits(cfg: DictConfig) -> dict[str, Any]:
+    """Where a run stops: its ``trainer.max_epochs``, ``max_steps`` and ``max_time`` (``limits`` in metrics.json)."""
+    return {
+        key: OmegaConf.select(cfg, f"trainer.{key}", default=None) for key in ("max_epochs", "max_steps", "max_time")
+    }
+
+
 def check_run_to_resume(run_dir: Path) -> None:
     """``run_dir`` is a folder ``vr train`` wrote: it holds ``config.yaml`` and ``.hydra/overrides.yaml``."""
     if not run_dir.is_dir():
         raise ConfigError(f"resume={run_dir}: no such run directory")
     if not (run_dir / OVERRIDES).is_file() or not (run_dir / CONFIG).is_file():
         raise ConfigError(f"resume={run_dir}: not a run directory of vr train (it lacks {CONFIG} or {OVERRIDES})")
+
+
+class RunLock:
+    """The exclusive right to write a run folder, held for the run's life: an OS lock on ``<run>/run.lock``
+    (``filelock``; the system drops it when the holder dies, even by kill -9), with the holder's pid, host and start
+    time written inside while held. A second process is refused with ``RunDirectoryInUse`` naming the holder."""
+
+    def __init__(self, run_dir: Path) -> None:
+        from filelock import FileLock
+
+        self.run_dir = run_dir
+        self.path = run_dir / LOCK
+        self._lock = FileLock(self.path, timeout=0)
+
+    def __enter__(self) -> RunLock:
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire()
+        except Timeout:
+            holder = self.path.read_text().strip() if self.path.is_file() else ""
+            raise RunDirectoryInUse(
+                f"run directory {self.run_dir} is being written by another process ({holder or 'holder unknown'}); "
+                "wait for it to end, or choose another hydra.run.dir"
+            ) from None
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.path.write_text(f"vr train, pid {os.getpid()} on host {socket.gethostname()}, since {started}\n")
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.path.write_text("")
+        self._lock.release()
+
+
+def write_hydra_record(run_dir: Path, cfg: DictConfig) -> None:
+    """``<run>/.hydra/``: the composed config, Hydra's run-time state and the command line's overrides, as Hydra
+    would have written them before the job (nothing outside a Hydra app)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    state = HydraConfig.instance().cfg
+    (run_dir / HYDRA_STATE).parent.mkdir(exist_ok=True)
+    (run_dir / HYDRA_CONFIG).write_text(OmegaConf.to_yaml(cfg))
+    (run_dir / HYDRA_STATE).write_text(OmegaConf.to_yaml(state))
+    (run_dir / OVERRIDES).write_text(OmegaConf.to_yaml(state.hydra.overrides.task))
+
+
+def relative_path(path: str | Path | None, run_dir: Path) -> str | None:
+    """``path`` relative to the run folder (as ``metrics.json`` names files), None for None."""
+    return None if path is None else os.path.relpath(Path(path).resolve(), run_dir.resolve())
+
+
+def read_metrics(folder: Path) -> dict[str, Any] | None:
+    """``folder/metrics.json`` (None when the run has not finished); an unreadable file is a one-line error."""
+    path = folder / METRICS
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise DataError(f"{path}: not a metrics file of vr ({err})") from None
+
+
+def merge_summaries(previous: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, Any]:
+    """A lengthened run's summary over the one it finished with before: the new figures replace the old, those the new
+    stretch did not measure are kept (but not old test figures of weights it trained further without testing), and
+    the seconds add up."""
+    if previous is None:
+        return current
+    trained = current["global_step"] != previous.get("global_step")
+    kept = {
+        name: value
+        for name, value in previous.get("metrics", {}).items()
+        if not (trained and current["tested_checkpoint"] is None and name.startswith("test/"))
+    }
+    merged = {**previous, **{key: value for key, value in current.items() if value is not None}}
+    merged["metrics"] = {**kept, **current["metrics"]}
+    merged["seconds"] = round(previous.get("seconds", 0.0) + current["seconds"], 2)
+    return merged
 
 
 def write_config(folder: Path, cfg: DictConfig) -> None:

@@ -6,7 +6,10 @@ hparams with the final metrics), ``checkpoints/best.ckpt`` and ``metrics.json``.
 
 from __future__ import annotations
 
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +19,12 @@ from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
     LearningRateMonitor,
-    ModelCheckpoint,
     RichProgressBar,
     TQDMProgressBar,
 )
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher  # Lightning's re-running DDP launcher
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
@@ -31,15 +34,32 @@ from .callbacks import (
     DivergenceGuard,
     FeatureCache,
     RandomStateCheckpoint,
+    RunCheckpoint,
+    StopOnSignal,
     TrainingThroughput,
     WarmupEMA,
 )
 from .checkpoints import AtomicCheckpointIO
-from .errors import ConfigError
+from .errors import ConfigError, RunInterrupted
 from .models import count_parameters
 from .paths import check_can_create
 from .resume import check_resume_config
-from .run_dir import check_fresh_run_dir, checkpoint_step, last_checkpoint, write_config, write_metrics
+from .run_dir import (
+    CHECKPOINTS,
+    LAST_CHECKPOINT,
+    RunLock,
+    check_fresh_run_dir,
+    check_work_left,
+    checkpoint_step,
+    last_checkpoint,
+    merge_summaries,
+    read_metrics,
+    relative_path,
+    stop_limits,
+    write_config,
+    write_hydra_record,
+    write_metrics,
+)
 from .speed import speed_options
 
 
@@ -50,8 +70,8 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
     callbacks_cfg = cfg.callbacks
     monitor = callbacks_cfg.checkpoint.monitor or task.monitor
     callbacks: list[Callback] = [
-        ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
+        RunCheckpoint(
+            dirpath=run_dir / CHECKPOINTS,
             filename="best",
             monitor=monitor,
             mode=task.monitor_mode,
@@ -61,8 +81,8 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
         ),
         # Lightning's save_last only copies a checkpoint when the monitored one improves; an unmonitored
         # callback keeps the weights of the latest epoch.
-        ModelCheckpoint(
-            dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+        RunCheckpoint(
+            dirpath=run_dir / CHECKPOINTS, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
         ),
         RandomStateCheckpoint(),
     ]
@@ -131,31 +151,44 @@ def check_distributed(trainer: L.Trainer, options: dict[str, Any]) -> None:
         )
 
 
-def _checkpoint_to_test(which: str, best: ModelCheckpoint, latest: ModelCheckpoint) -> str | None:
+def _checkpoint_to_test(which: str, best: RunCheckpoint, latest: RunCheckpoint) -> str | None:
     """The path of the ``best`` or ``last`` checkpoint (None: the weights in memory, if none was saved)."""
     if which not in ("best", "last"):
         raise ConfigError(f"test_checkpoint={which!r}: choose best or last")
     return (best.best_model_path if which == "best" else latest.best_model_path) or None
 
 
-def prepare_run_dir(run_dir: Path, cfg: DictConfig) -> Path | None:
-    """Make ``run_dir`` and check it: empty of results for a new run, the same config for ``cfg.resume``; write
-    ``config.yaml``. Returns the checkpoint to resume from (None: start from scratch)."""
-    check_can_create(run_dir, "hydra.run.dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resuming = cfg.get("resume") is not None
-    if resuming and Path(cfg.resume).expanduser().resolve() != run_dir.resolve():
+def check_run_dir(run_dir: Path, cfg: DictConfig) -> None:
+    """Every check that can refuse the run for its folder: empty of results for a new run; for ``cfg.resume`` the
+    same config, and something left to do."""
+    if cfg.get("resume") is None:
+        check_fresh_run_dir(run_dir)
+        return
+    if Path(cfg.resume).expanduser().resolve() != run_dir.resolve():
         raise ConfigError(f"resume={cfg.resume} continues that run in its own directory, not in {run_dir}")
-    # With DDP every process runs this function on the same run directory; rank 0 checks it and writes (Lightning
-    # reads the rank from the launcher's environment: LOCAL_RANK, RANK or SLURM_PROCID; the ranks it re-launches
-    # join rank 0's run, which has written config.yaml by then).
-    if rank_zero_only.rank == 0:
-        if resuming:
-            check_resume_config(run_dir, cfg)
-        else:
-            check_fresh_run_dir(run_dir)
+    check_resume_config(run_dir, cfg)
+    check_work_left(run_dir, cfg)
+
+
+@contextmanager
+def own_run_dir(run_dir: Path, cfg: DictConfig) -> Iterator[Path | None]:
+    """Check ``run_dir`` (before anything is written there), make it and hold its lock for the run's life; write
+    ``config.yaml`` and ``.hydra/``. Yields the checkpoint to resume from (None: start from scratch)."""
+    check_can_create(run_dir, "hydra.run.dir")
+    resume_from = (run_dir / LAST_CHECKPOINT) if cfg.get("resume") is not None else None
+    # With DDP every process runs this on the same run directory; rank 0 checks, locks and writes (Lightning reads
+    # the rank from the launcher's environment: LOCAL_RANK, RANK or SLURM_PROCID; the ranks it re-launches join rank
+    # 0's run, which holds the lock and has written config.yaml by then).
+    if rank_zero_only.rank != 0:
+        yield last_checkpoint(run_dir) if resume_from else None
+        return
+    check_run_dir(run_dir, cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):
+        check_run_dir(run_dir, cfg)  # again, now that no other process can write it
         write_config(run_dir, cfg)
-    return last_checkpoint(run_dir) if resuming else None
+        write_hydra_record(run_dir, cfg)
+        yield last_checkpoint(run_dir) if resume_from else None
 
 
 def tensorboard_logger(run_dir: Path, resume_step: int | None) -> TensorBoardLogger:
@@ -168,20 +201,55 @@ def tensorboard_logger(run_dir: Path, resume_step: int | None) -> TensorBoardLog
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Fit (or continue ``cfg.resume``'s fit), test the last or best checkpoint, and write the run directory; returns
-    the final metrics."""
+    the final metrics. SIGTERM / SIGINT stop it with ``RunInterrupted`` (its last checkpoint kept for ``resume=``)."""
     run_dir = Path(run_dir)
     started = time.perf_counter()
-    resume_from = prepare_run_dir(run_dir, cfg)
+    with own_run_dir(run_dir, cfg) as resume_from, StopOnSignal() as stop:
+        previous = read_metrics(run_dir) if cfg.get("resume") is not None else None
+        try:
+            summary = _fit_and_test(cfg, run_dir, resume_from, stop)
+        except (RunInterrupted, SIGTERMException):
+            raise interrupted(run_dir, stop.received or signal.SIGTERM) from None
+        summary["seconds"] = round(time.perf_counter() - started, 2)
+        summary = merge_summaries(previous, summary)
+        if rank_zero_only.rank == 0:
+            write_metrics(run_dir, summary)
+    close_process_group()
+    return summary
+
+
+def interrupted(run_dir: Path, signum: int) -> RunInterrupted:
+    """The one-line account of a run stopped by ``signum``: what is kept and how to continue."""
+    latest = last_checkpoint(run_dir)
+    kept = (
+        f"{LAST_CHECKPOINT} (the end of epoch {checkpoint_epoch(latest)}) is kept"
+        if latest
+        else "no epoch had ended, so no checkpoint is kept"
+    )
+    return RunInterrupted(
+        f"run {run_dir} stopped by {signal.Signals(signum).name}; {kept}: vr train resume={run_dir} continues it",
+        signum,
+    )
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch (counted from 1) whose end ``path`` was saved at."""
+    from .checkpoints import safe_load
+
+    return int(safe_load(path)["epoch"]) + 1
+
+
+def _fit_and_test(cfg: DictConfig, run_dir: Path, resume_from: Path | None, stop: StopOnSignal) -> dict[str, Any]:
     import_user_modules(list(cfg.imports))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     task = build_task(cfg, datamodule)
+    callbacks = [*build_callbacks(cfg, task, run_dir), stop]
     # The step the resumed run starts from (0: a run killed before its first checkpoint starts again).
     resume_step = checkpoint_step(resume_from) if resume_from else (0 if cfg.get("resume") is not None else None)
     logger = tensorboard_logger(run_dir, resume_step) if cfg.logger.tensorboard else False
-    callbacks = build_callbacks(cfg, task, run_dir)
     options = {"enable_progress_bar": cfg.callbacks.progress_bar != "none", **trainer_options(cfg)}
     trainer = L.Trainer(
         **options,
@@ -193,7 +261,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     check_distributed(trainer, options)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
 
-    checkpoint, latest = (c for c in callbacks if isinstance(c, ModelCheckpoint))
+    checkpoint, latest = (c for c in callbacks if isinstance(c, RunCheckpoint))
     (throughput,) = (c for c in callbacks if isinstance(c, TrainingThroughput))
     metrics: dict[str, Any] = {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))
@@ -209,22 +277,20 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "metrics": metrics,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
+        "limits": stop_limits(cfg),
         "parameters": count_parameters(task),
         "gflops": throughput.gflops,
         "train_images_per_second": throughput.images_per_second,
         "precision": str(trainer.precision),
         "processes": trainer.world_size,
         "threads": torch.get_num_threads(),
-        "best_checkpoint": checkpoint.best_model_path or None,
-        "resumed_from": str(resume_from) if resume_from else None,
-        "tested_checkpoint": tested,
-        "seconds": round(time.perf_counter() - started, 2),
+        # Paths relative to the run folder: a moved run still names its own files.
+        "best_checkpoint": relative_path(checkpoint.best_model_path or None, run_dir),
+        "resumed_from": relative_path(resume_from, run_dir),
+        "tested_checkpoint": relative_path(tested, run_dir),
     }
     if logger:
         hp_metrics = {"hp/" + k.replace("/", "_"): v for k, v in metrics.items() if k.startswith(("best/", "test/"))}
         logger.log_hyperparams(plain(cfg), metrics=hp_metrics)
         logger.finalize("success")
-    if trainer.is_global_zero:
-        write_metrics(run_dir, summary)
-    close_process_group()
     return summary

@@ -176,7 +176,7 @@ def test_weight_ema_callback_is_configurable():
         cfg = compose("train", overrides=["callbacks.ema_decay=0.99"])
         bad = compose("train", overrides=["callbacks.ema_decay=1.5"])
     names = [type(c).__name__ for c in build_callbacks(cfg, ImageClassifier("lenet5_modern"), Path("unused"))]
-    assert names.count("ModelCheckpoint") == 2 and "WarmupEMA" in names
+    assert names.count("RunCheckpoint") == 2 and "WarmupEMA" in names
     with pytest.raises(ConfigError, match="ema_decay"):
         build_callbacks(bad, ImageClassifier("lenet5_modern"), Path("unused"))
 

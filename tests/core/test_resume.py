@@ -61,7 +61,7 @@ def test_a_run_resumed_after_a_crash_ends_with_the_uninterrupted_runs_figures(tm
     assert not (crashed / "metrics.json").exists()
     resumed = train(fast_config(*THREE_EPOCHS, f"resume={crashed}"), crashed)
 
-    assert resumed["resumed_from"] == str(crashed / "checkpoints" / "last.ckpt")
+    assert resumed["resumed_from"] == "checkpoints/last.ckpt"
     assert (resumed["epochs"], resumed["global_step"]) == (whole["epochs"], whole["global_step"]) == (3, 15)
     for name in FIGURES:
         assert resumed["metrics"][name] == whole["metrics"][name], name
@@ -101,6 +101,7 @@ def test_lengthening_a_run_is_refused_under_a_length_planned_schedule_and_allowe
 def test_a_truncated_last_checkpoint_is_a_one_line_error_naming_it(tmp_path):
     run_dir = tmp_path / "run"
     train(fast_config(), run_dir)
+    (run_dir / "metrics.json").unlink()  # as if killed during its test: the run is unfinished
     last = run_dir / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:5000])
     with pytest.raises(DataError, match=f"{last}: truncated, corrupt or not a PyTorch file"):
@@ -152,11 +153,18 @@ def test_a_checkpoint_write_cut_short_leaves_the_previous_file_under_its_name(tm
 
 
 @pytest.mark.slow
-def test_kill_9_and_resume_of_the_default_run_matches_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_kill_9_and_resume_of_the_default_run_matches_the_uninterrupted_run(tmp_path, workers):
     """The acceptance run: the default run (LeNet-5 on the embedded digits) for 4 deterministic epochs, once
-    through and once killed with SIGKILL during its third epoch, then resumed."""
+    through and once killed with SIGKILL during its third epoch, then resumed; in the training process and with two
+    loader workers."""
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "HF_HUB_OFFLINE": "1"}
-    options = ["trainer.max_epochs=4", "trainer.deterministic=true", "callbacks.progress_bar=none"]
+    options = [
+        "trainer.max_epochs=4",
+        "trainer.deterministic=true",
+        "callbacks.progress_bar=none",
+        f"data.num_workers={workers}",
+    ]
 
     def vr_train(*args: str) -> subprocess.Popen:
         command = [sys.executable, "-m", "vision_research.cli", "train", *options, *args]
@@ -182,7 +190,7 @@ def test_kill_9_and_resume_of_the_default_run_matches_the_uninterrupted_run(tmp_
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read().decode()[-3000:]
     whole_summary = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     resumed_summary = json.loads((tmp_path / "killed" / "metrics.json").read_text())
-    assert resumed_summary["resumed_from"] and whole_summary["epochs"] == 4
+    assert resumed_summary["resumed_from"] == "checkpoints/last.ckpt" and whole_summary["epochs"] == 4
     for key in ("epochs", "global_step"):
         assert resumed_summary[key] == whole_summary[key], key
     for name in FIGURES:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config_tree import config_dir
-from ..errors import VisionResearchError
+from ..errors import NothingToResume, RunInterrupted, VisionResearchError
 from .command import Command, config_summary, config_usage, error_message, metrics_line, wants_help
 from .overrides import (
     check_launch,
@@ -54,6 +54,12 @@ def run_job(cfg: Any) -> dict[str, Any] | float:
         share_cores(cfg)
         summary = train(cfg, run_dir)
         objective = optimized_value(summary["metrics"], cfg.optimized_metric)
+    except NothingToResume as err:
+        print(err)
+        raise SystemExit(0) from None
+    except RunInterrupted as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
     except (VisionResearchError, MisconfigurationException) as err:
         print(f"error: {error_message(err)}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -103,7 +103,11 @@ class VisionDataModule(L.LightningDataModule):
             sampler=None if train else evaluation_sampler(dataset, self.trainer),
             drop_last=train and self.drop_last_train and len(dataset) > self.batch_size,
             num_workers=workers,
-            persistent_workers=workers > 0,
+            # Resumed runs draw what the uninterrupted one would have: the training loader starts its workers each
+            # epoch, drawing their seeds and the shuffle from torch's generator (restored on resume) as every epoch
+            # of the first run did; evaluation loaders keep their workers and draw from a generator of their own.
+            persistent_workers=workers > 0 and not train,
+            generator=None if train else torch.Generator(),
             pin_memory=self.pin_memory,
             collate_fn=None if cached else self.collate_fn,
             # Each worker re-seeds its copy of an augmenting dataset's transform (loader.seed_worker_transform).
