@@ -54,7 +54,9 @@ def runs(tmp_path_factory):
 
 
 def _summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
+    """A run's metrics.json, its tested checkpoint (named relative to the run) as a path."""
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    return {**summary, "tested_checkpoint": str(run_dir / summary["tested_checkpoint"])}
 
 
 def vr_eval(capsys, *args: str) -> tuple[int, str, str]:
@@ -77,7 +79,17 @@ def _evaluated_with_console(capsys, *args: str) -> tuple[dict, Path, str]:
     line = next(line for line in out.splitlines() if line.startswith("eval: "))
     output = Path(line.removeprefix("eval: ").rsplit(" (", 1)[0])
     summary = json.loads((output / "metrics.json").read_text())
-    eager_keys = {"metrics", "checkpoint", "split", "parameters", "precision", "backend", "scoring_seconds", "seconds"}
+    eager_keys = {
+        "metrics",
+        "checkpoint",
+        "split",
+        "images",
+        "parameters",
+        "precision",
+        "backend",
+        "scoring_seconds",
+        "seconds",
+    }
     backend_keys = {"eager_metrics", "eager_scoring_seconds", "change"} if summary["backend"] != "eager" else set()
     assert set(summary) == eager_keys | backend_keys
     assert all(f"{key} " in out for key in summary["metrics"] if "/iou_" not in key)
@@ -205,7 +217,10 @@ def broken_runs(runs, tmp_path_factory):
         (["ckpt_path={digits}", "data=mnsit"], "unknown data 'mnsit' (configs/data/). Did you mean: mnist?"),
         (["ckpt_path={digits}", "data.eval_batch_sise=8"], "Did you mean: data.eval_batch_size"),
         (["ckpt_path={digits}", "data=coco"], "data.root is required for data=coco"),
-        (["ckpt_path={segmentation}", "data.task=detection"], "has num_classes=3, in_chans=3; the checkpoint was"),
+        (
+            ["ckpt_path={segmentation}", "data.task=detection"],
+            "gives boxes (data.task=detection), but this segmentation checkpoint",
+        ),
         (["split=val"], "ckpt_path missing"),
         (["ckpt_path={digits}", "trainer.max_epoch=1"], "Did you mean: trainer.max_epochs"),
         (["ckpt_path={digits}", "split=test,val"], "vr eval takes one value per key; split has several"),

@@ -2,7 +2,8 @@
 
 Groups: by default, the overrides whose values differ between the runs, the seed excepted (a sweep
 ``model=lenet5,lenet5_modern seed=0,1,2`` gives two groups of three); ``by`` names the keys instead (dotted config
-keys such as ``task.head.variant`` or config groups such as ``experiment``).
+keys such as ``task.head.variant`` or config groups such as ``experiment``). Runs of several data sets or tasks
+have no common table (their figures do not compare): without ``by`` that is an error naming them.
 
 Per group and metric: n, mean and sample standard deviation (ddof 1). Against the baseline group: the difference
 of means with its 95 % confidence interval from Welch's t-test (unequal variances; Welch 1947), computed by
@@ -13,6 +14,7 @@ say nothing about the spread. A difference is marked significant when its interv
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +52,25 @@ def grouping_keys(runs: Sequence[Run]) -> list[str]:
     if not any(run.overrides for run in runs):
         keys = [k for k in dict.fromkeys(k for run in runs for k in run.settings) if not _ignored(k)]
     return [k for k in keys if len({_text(run.value(k)) for run in runs}) > 1]
+
+
+def _runs_of(counts: Counter) -> str:
+    """``name: 1 run, other: 3 runs``."""
+    return ", ".join(f"{name}: {n} run" + ("s" if n > 1 else "") for name, n in counts.items())
+
+
+def check_comparable(runs: Sequence[Run]) -> None:
+    """A ``ConfigError`` naming the data sets and tasks when ``runs`` are of several (those of unknown ones aside)."""
+    found = {
+        "data sets": Counter(run.data for run in runs if run.data is not None),
+        "tasks": Counter(str(run.settings["task.name"]) for run in runs if "task.name" in run.settings),
+    }
+    mixed = [f"{len(counts)} {what} ({_runs_of(counts)})" for what, counts in found.items() if len(counts) > 1]
+    if mixed:
+        raise ConfigError(
+            f"the runs are of {' and of '.join(mixed)}, whose figures do not compare in one table: compare the runs "
+            "of one at a time (a folder each), or give --by to group them anyway"
+        )
 
 
 def _text(value: Any) -> str:
@@ -166,7 +187,10 @@ def compare_runs(
     metrics: Sequence[str] | None = None,
     baseline: str | None = None,
 ) -> Comparison:
-    """Group ``runs``, choose the metrics and baseline, and compute per-group statistics."""
+    """Group ``runs``, choose the metrics and baseline, and compute per-group statistics; runs of several data sets
+    or tasks are an error unless grouped ``by`` keys given."""
+    if not by:
+        check_comparable(runs)
     keys = assign_groups(runs, by)
     base = baseline_label(runs, baseline)
     finished = [run for run in runs if run.finished]

@@ -2,8 +2,9 @@
 
 A run directory is what ``vr train`` writes (``config.yaml`` — the resolved config —, Hydra's ``.hydra/`` with the
 overrides and config-group choices, TensorBoard events, ``metrics.json``). A run that crashed or was killed has
-its config but no ``metrics.json``; one that diverged has non-finite figures. Both are kept, with the reason, so
-that a comparison can list them instead of silently dropping them.
+its config but no ``metrics.json``; one that diverged has non-finite figures; one whose ``config.yaml`` cannot be
+read (not text, not YAML, not a mapping) cannot be grouped. All are kept, with the reason, so that a comparison can
+list them instead of silently dropping them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Run:
     overrides: dict[str, str]
     summary: dict[str, Any] | None
     problem: str | None = None
+    data: str | None = None  # the data set its figures were scored on (data_set); None when unknown
     group: dict[str, str] = field(default_factory=dict, compare=False)  # set by the comparison: key → value
 
     @property
@@ -84,11 +86,46 @@ def find_run_dirs(root: Path) -> list[Path]:
     return sorted(found, key=natural_key)
 
 
-def _read_yaml(path: Path) -> Any:
+def _parse_yaml(path: Path) -> Any:
+    """The YAML of ``path``; a ``ValueError`` saying why not when it is not UTF-8 text or not valid YAML."""
     try:
         return yaml.safe_load(path.read_text())
+    except UnicodeDecodeError as err:
+        raise ValueError(f"not UTF-8 text ({err.reason} at byte {err.start})") from None
     except yaml.YAMLError as err:
-        raise DataError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"not valid YAML{where} ({problem})") from None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return _parse_yaml(path)
+    except ValueError as err:
+        raise DataError(f"{path}: {err}") from None
+
+
+def _read_config(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The config in ``path`` (``{}`` when there is no such file), or ``{}`` and why it cannot be read."""
+    if not path.is_file():
+        return {}, None
+    try:
+        config = _parse_yaml(path)
+    except ValueError as err:
+        return {}, f"unreadable {path.name}: {err}"
+    if not isinstance(config, dict):
+        kind = "empty" if config is None else f"a {type(config).__name__}, not a mapping of settings"
+        return {}, f"unreadable {path.name}: {kind}"
+    return config, None
+
+
+def data_set(config: dict[str, Any]) -> str | None:
+    """The data set a run config names: ``data.name``, with ``data.root`` when it has one (None: no data node)."""
+    data = config.get("data")
+    if not isinstance(data, dict) or "name" not in data:
+        return None
+    return f"{data['name']} {data['root']}" if data.get("root") else str(data["name"])
 
 
 def _overrides(run_dir: Path) -> dict[str, str]:
@@ -116,9 +153,10 @@ def _problem(summary: dict[str, Any] | None, metrics_name: str) -> str | None:
 
 
 def load_run(run_dir: Path, metrics_name: str = str(METRICS)) -> Run:
-    """Read one run directory; ``metrics_name`` may point into the run, e.g. ``eval/val-mnist/metrics.json``."""
+    """Read one run directory; ``metrics_name`` may point into the run, e.g. ``eval/val-mnist/metrics.json`` (whose
+    ``config.yaml`` beside it, what ``vr eval`` scored, gives the data set)."""
     config_file = run_dir / CONFIG
-    config = _read_yaml(config_file if config_file.is_file() else run_dir / HYDRA_CONFIG) or {}
+    config, unreadable = _read_config(config_file if config_file.is_file() else run_dir / HYDRA_CONFIG)
     settings = {**flatten(config), **_group_choices(run_dir)}
     metrics_file = run_dir / metrics_name
     summary = None
@@ -127,7 +165,9 @@ def load_run(run_dir: Path, metrics_name: str = str(METRICS)) -> Run:
             summary = json.loads(metrics_file.read_text())
         except json.JSONDecodeError as err:
             raise DataError(f"{metrics_file}: not valid JSON ({err})") from None
-    return Run(run_dir, settings, _overrides(run_dir), summary, _problem(summary, metrics_name))
+    scored = _read_config(metrics_file.parent / CONFIG)[0] if metrics_file.parent != run_dir else config
+    problem = unreadable or _problem(summary, metrics_name)
+    return Run(run_dir, settings, _overrides(run_dir), summary, problem, data_set(scored or config))
 
 
 def load_runs(

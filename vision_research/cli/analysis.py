@@ -32,7 +32,8 @@ def compare_parser() -> ArgumentParser:
         "compare",
         "Compare the runs under folders (a sweep, runs/) with statistics over seeds. Groups by the overrides that "
         "differ (the seed excepted): mean ± std per group, Welch's 95 % interval of the difference to a baseline "
-        "group, learning curves, TensorBoard group means.",
+        "group, learning curves, TensorBoard group means. Runs of several data sets or tasks are refused unless "
+        "--by is given.",
     )
     parser.add_argument("roots", nargs="+", metavar="ROOT", help="folders holding run directories (a sweep, runs/)")
     parser.add_argument("--by", default="", help="group by these comma-separated keys (task.head.variant,seed ...)")

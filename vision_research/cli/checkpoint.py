@@ -11,6 +11,8 @@ matches — so ``vr eval ckpt_path=... data.image_size=320 trainer.precision=bf1
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +39,9 @@ def quote_paths(args: list[str]) -> list[str]:
     return quoted
 
 
-def store_run_config(checkpoint: Path) -> None:
-    """The checkpoint's run config in Hydra's ConfigStore: ``from_checkpoint`` and ``data/from_checkpoint``."""
+def store_run_config(checkpoint: Path, data_defaults: dict[str, Any]) -> None:
+    """The checkpoint's run config in Hydra's ConfigStore: ``from_checkpoint`` and ``data/from_checkpoint`` (the
+    run's data node over ``data_defaults``)."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
@@ -47,15 +50,18 @@ def store_run_config(checkpoint: Path) -> None:
     if not checkpoint.is_file():
         raise DataError(f"{checkpoint}: checkpoint not found")
     run = OmegaConf.to_container(run_config(checkpoint))
-    data = run.pop("data", {})
+    data = {**data_defaults, **run.pop("data", {})}
     store = ConfigStore.instance()
     store.store(name=RUN_NODE, node=run)
     store.store(group="data", name=RUN_NODE, node=data)
 
 
-def compose(command: str, args: list[str]) -> tuple[dict[str, Any], Any, list[str]]:
+def compose(
+    command: str, args: list[str], data_defaults: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], Any, list[str]]:
     """``vr COMMAND ARGS`` composed: (the command's own options, the run config with the overrides, those of the
-    overrides that change the run config)."""
+    overrides that change the run config). ``data_defaults``: the data keys the command reads, with their values for
+    a run whose data node lacks them."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -75,7 +81,7 @@ def compose(command: str, args: list[str]) -> tuple[dict[str, Any], Any, list[st
     if missing:
         example = " ".join(f"{key.name}=..." for key in keys if key.default == "???")
         raise ConfigError(f"vr {command}: {', '.join(missing)} missing (e.g. vr {command} {example})")
-    store_run_config(Path(str(given["ckpt_path"])))
+    store_run_config(Path(str(given["ckpt_path"])), data_defaults or {})
     validate_overrides(args, config_name=command)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -88,11 +94,18 @@ def compose(command: str, args: list[str]) -> tuple[dict[str, Any], Any, list[st
     return options, run_cfg, [arg for arg in args if override_key(arg) not in own]
 
 
+def note(command: str) -> Callable[[str], None]:
+    """What prints a note of ``vr COMMAND`` on stderr, one line each."""
+    return lambda text: print(f"vr {command}: note: {text}", file=sys.stderr)
+
+
 def run_predict(args: list[str]) -> int:
+    from ..data.images import DEFAULT_MAX_PIXELS
     from ..predict import predict
 
-    options, run_cfg, _ = compose("predict", args)
-    print(f"predictions written to {predict(**options, run_cfg=run_cfg)}")
+    # Every run's images are read with a pixel limit, also a run of in-memory data (MNIST) whose node has none.
+    options, run_cfg, _ = compose("predict", args, {"max_image_pixels": DEFAULT_MAX_PIXELS})
+    print(f"predictions written to {predict(**options, run_cfg=run_cfg, note=note('predict'))}")
     return 0
 
 
@@ -101,7 +114,7 @@ def run_eval(args: list[str]) -> int:
 
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from ..evaluate import evaluate
+    from ..evaluate import evaluate, names_text
 
     options, run_cfg, overrides = compose("eval", args)
     lightning_log = logging.getLogger("lightning.pytorch")
@@ -113,7 +126,12 @@ def run_eval(args: list[str]) -> int:
         raise ConfigError(str(err).strip().splitlines()[0]) from None
     finally:
         lightning_log.setLevel(level)
-    print(f"eval: {summary['output']} ({summary['seconds']:.1f} s)")
+    if renamed := summary.get("renamed_classes"):
+        note("eval")(
+            f"the data's classes {names_text(renamed['data'])} were scored as the checkpoint's "
+            f"{names_text(renamed['checkpoint'])} (allow_class_rename=true)"
+        )
+    print(f"eval: {summary['output']} ({summary['seconds']:.1f} s, {summary['images']:,} {summary['split']} images)")
     prefixes = (f"{summary['split']}/",)
     if "eager_metrics" in summary:
         print(f"eager ({summary['eager_scoring_seconds']:.1f} s):")

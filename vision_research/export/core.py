@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..errors import ConfigError, check_value, unknown_name_error
+from ..paths import check_can_create
 from ..run_dir import load_task, run_input_size
 from .formats import FORMATS
 from .graph import inference_graph
@@ -35,13 +36,15 @@ class ExportReport:
 
 
 def output_path(checkpoint: Path, suffix: str, dtype: str, output: str | Path | None) -> Path:
-    """``output`` (its folder made), or ``<checkpoint stem>[-<dtype>]<suffix>`` beside the checkpoint."""
+    """``output``, or ``<checkpoint stem>[-<dtype>]<suffix>`` beside the checkpoint; its folder must be one this
+    process can make or write into (checked before any work)."""
     if output is None:
-        return checkpoint.with_name(checkpoint.stem + ("" if dtype == "fp32" else f"-{dtype}") + suffix)
-    path = Path(output)
-    if path.suffix != suffix:
-        raise ConfigError(f"output={output}: this format writes {suffix} files; name it <name>{suffix}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+        path = checkpoint.with_name(checkpoint.stem + ("" if dtype == "fp32" else f"-{dtype}") + suffix)
+    else:
+        path = Path(output)
+        if path.suffix != suffix:
+            raise ConfigError(f"output={output}: this format writes {suffix} files; name it <name>{suffix}")
+    check_can_create(path.parent, "output")
     return path
 
 
@@ -73,23 +76,24 @@ def export(
     with a free batch axis when ``dynamic_batch`` (else a batch of one), ONNX in ``opset`` (default: the
     exporter's); then run the file and the eager task on the same images (``verify.py``) and write the sidecar.
 
-    Bad input is a one-line ``ConfigError`` / ``DataError``: an unusable checkpoint (``load_task``'s), an unknown
-    format or dtype, an opset the model cannot be written in, an operator the format cannot express, and a
-    difference above ``tolerance`` (default ``verify.TOLERANCES[dtype]``; the file and a sidecar with
-    ``"passed": false`` stay for inspection). ``run_cfg``: the run's config as composed with overrides (default: the
-    run's ``config.yaml``; it gives the input size of tasks not sized by their own hparams). The arguments up to
-    ``tolerance`` are the keys of ``configs/export.yaml``.
+    Bad input is a one-line ``ConfigError`` / ``DataError``: an output folder that cannot be written (found before
+    any work), an unusable checkpoint (``load_task``'s), an unknown format or dtype, an opset the model cannot be
+    written in, an operator the format cannot express, and a difference above ``tolerance`` (default
+    ``verify.TOLERANCES[dtype]``; the file and a sidecar with ``"passed": false`` stay for inspection). ``run_cfg``:
+    the run's config as composed with overrides (default: the run's ``config.yaml``; it gives the input size of tasks
+    not sized by their own hparams). The arguments up to ``tolerance`` are the keys of ``configs/export.yaml``.
     """
     _check_options(format, dtype, dynamic_batch, opset, tolerance)
     spec = FORMATS[format]
     spec.require()
     checkpoint = Path(ckpt_path)
+    path = output_path(checkpoint, spec.suffix, dtype, output)
     cfg, task = load_task(checkpoint)
     cfg = cfg if run_cfg is None else run_cfg
     facts = task_facts(cfg, task, checkpoint)
     task = task.eval().to(DTYPES[dtype])
     images = verification_images(task.hparams.in_chans, run_input_size(cfg, task), DTYPES[dtype])
-    path = output_path(checkpoint, spec.suffix, dtype, output)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         graph = inference_graph(task, images if dynamic_batch else images[:1], dynamic_batch)
         opset = spec.save(graph, path, opset)

@@ -42,7 +42,7 @@ def run(tmp_path_factory):
 def test_it_trains_and_tests_with_its_own_metric(run):
     summary = json.loads((run / "metrics.json").read_text())
     assert {"test/mae", "test/loss", "best/val/mae"} <= set(summary["metrics"])
-    assert summary["tested_checkpoint"] == str(run / "checkpoints" / "last.ckpt")
+    assert summary["tested_checkpoint"] == "checkpoints/last.ckpt"
 
 
 def test_vr_eval_reproduces_the_test_figures(run, monkeypatch, capsys):
