@@ -10,9 +10,11 @@ torch's default allow-list (their hyper-parameters are plain containers), so non
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, made atomic on local disks: the checkpoint goes to ``<name>.partial`` beside its
     final name, is flushed to disk and then renamed over it, so a kill during the write leaves the previous file (or
     none) under the final name, never half of one. (Lightning's own writer stages in the system's temporary folder,
-    whose move onto another file system is a copy that a kill can cut short.) Remote paths keep Lightning's writer.
+    whose move onto another file system is a copy that a kill can cut short.) A write that fails leaves no
+    ``.partial`` file; a full disk is a one-line ``DataError``. Remote paths keep Lightning's writer.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
@@ -63,8 +66,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
-        with open(partial, "wb") as file:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
+        try:
+            with open(partial, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+        except BaseException as err:
+            partial.unlink(missing_ok=True)
+            if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+                raise DataError(
+                    f"{path}: no space left on the device ({shutil.disk_usage(path.parent).free / 2**20:.0f} MiB "
+                    "free); the previous checkpoint of this name is kept: free some space and resume the run"
+                ) from None
+            raise
         os.replace(partial, path)

@@ -6,7 +6,7 @@ The CLI prints these as one clean message (no traceback); library users catch th
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class VisionResearchError(Exception):
@@ -96,4 +96,11 @@ def check_value(key: str, value: object, kind: str) -> object:
     command, from its command line or a Python call."""
     if not VALUE_KINDS[kind](value):
         raise ConfigError(f"{key} must be {kind}; got {value!r}")
+    return value
+
+
+def check_choice(key: str, value: object, choices: Sequence[str]) -> object:
+    """``value`` if it is one of ``choices``, else a ``ConfigError`` naming ``key`` and the choices."""
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r}: choose {', '.join(choices[:-1])} or {choices[-1]}")
     return value

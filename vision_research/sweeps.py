@@ -1,6 +1,7 @@
 """What one job of a sweep needs from the framework: its share of the cores when a parallel launcher runs
 several jobs at once (``vr train -m hydra/launcher=local_parallel``), processes of its own that start there too,
-and the number a sweeper optimizes (``vr train -m hparams_search=mnist_optuna``).
+the number a sweeper optimizes (``vr train -m hparams_search=mnist_optuna``), and the list of failed jobs at the end
+of a sweep that went on after them (``on_error=continue``).
 
 ``threads: null`` (configs/train.yaml) is automatic: cores // n_jobs torch threads per job when the job's Hydra
 launcher runs ``n_jobs`` > 1 jobs at once (joblib), torch's own default otherwise; the loader workers of such a
@@ -11,14 +12,18 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from .data.loader import default_num_workers
 from .errors import ConfigError, close_matches
+from .run_dir import METRICS
 
 
 def available_cores() -> int:
@@ -72,3 +77,22 @@ def optimized_value(metrics: Mapping[str, float], name: str | None) -> float | N
         known = ", ".join(sorted(metrics))
         raise ConfigError(f"optimized_metric={name!r} is not a metric of this run. {hint}It has: {known}")
     return float(metrics[name])
+
+
+class SweepReport(Callback):
+    """Hydra callback (configs/train.yaml): after a sweep whose failed jobs did not stop it (``on_error=continue``),
+    one error line listing the jobs that have no ``metrics.json``, and exit code 2 when there are any."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("on_error") != "continue":
+            return
+        jobs = sorted(p.parent for p in Path(config.hydra.sweep.dir).glob("*/*.log"))
+        failed = [job for job in jobs if not (job / METRICS).is_file()]
+        if failed:
+            names = ", ".join(job.name for job in failed)
+            print(
+                f"error: {len(failed)} of {len(jobs)} jobs of the sweep {config.hydra.sweep.dir} failed ({names}); "
+                "each one's cli.log says why",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)

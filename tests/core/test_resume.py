@@ -3,6 +3,7 @@ uninterrupted run, refuses a changed config naming the keys, and checkpoints are
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -150,6 +151,21 @@ def test_a_checkpoint_write_cut_short_leaves_the_previous_file_under_its_name(tm
         io.save_checkpoint({"epoch": 2, "weights": torch.zeros(1000)}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # no .partial left
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    def disk_full(obj: object, file: object) -> None:
+        file.write(b"PK\x03\x04 half a zip")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    run_dir = tmp_path / "run"
+    with pytest.raises(DataError) as error:
+        train(fast_config(), run_dir)
+    message = str(error.value)
+    assert message.startswith(f"{run_dir / 'checkpoints'}/") and "no space left on the device (" in message
+    assert "\n" not in message and not list(run_dir.glob("checkpoints/*"))
 
 
 @pytest.mark.slow

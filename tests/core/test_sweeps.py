@@ -92,8 +92,31 @@ def test_a_failing_job_of_a_parallel_sweep_ends_in_one_line_naming_the_metrics(t
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert errors and "Traceback" not in done.stderr  # one line per job that failed before joblib stopped the rest
     for line in errors:
-        assert line.startswith("error: optimized_metric='val/acc9' is not a metric of this run. Did you mean: ")
-        assert "val/acc1" in line and "It has: best/val/acc1, test/acc1, test/acc5, test/loss," in line
+        assert re.match(
+            r"error: job \d \(\S+/sweeps/\S+/\d_\S+,seed=\d\): optimized_metric='val/acc9' is not a metric", line
+        )
+        assert "Did you mean: " in line and "It has: best/val/acc1, test/acc1, test/acc5, test/loss," in line
+
+
+@pytest.mark.parametrize("on_error", ["stop", "continue"])
+def test_a_failed_job_is_named_and_with_on_error_continue_the_others_run(tmp_path, on_error):
+    done = vr_train("-m", "task.optimizer.lr=1e6,0.01", f"on_error={on_error}", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    sweep = next((tmp_path / "runs" / "sweeps").iterdir())
+    jobs = {path.name.split("_", 1)[0]: path for path in sweep.iterdir() if path.is_dir()}
+    failed = f"error: job 0 ({jobs['0']}): training diverged at "
+    assert errors[0].startswith(failed) and "Traceback" not in done.stderr
+    finished = [path.parent for path in sweep.glob("*/metrics.json")]
+    if on_error == "continue":
+        assert finished == [jobs["1"]] and "lr=0.01" in jobs["1"].name
+        assert errors[1:] == [
+            f"error: 1 of 2 jobs of the sweep {sweep.relative_to(tmp_path)} failed ({jobs['0'].name}); each one's cli.log "
+            "says why"
+        ]
+        assert failed.removeprefix("error: ") in (jobs["0"] / "cli.log").read_text()
+    else:
+        assert finished == [] and len(errors) == 1 and list(jobs) == ["0"]
 
 
 def test_local_parallel_is_joblib_running_two_jobs_at_once():

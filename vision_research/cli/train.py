@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..config_tree import config_dir
-from ..errors import NothingToResume, RunInterrupted, VisionResearchError
+from ..errors import NothingToResume, RunInterrupted, VisionResearchError, check_choice
 from .command import Command, config_summary, config_usage, error_message, metrics_line, wants_help
 from .overrides import (
     check_launch,
@@ -20,6 +21,8 @@ from .overrides import (
 
 # Lightning's DDP launcher re-runs `python sys.argv[0] sys.argv[1:]` (or `python -m <__main__'s module>`) for the
 # other ranks; the script that takes overrides without a subcommand is launch/train.py.
+# What a sweep does after a job failed (configs/train.yaml: on_error).
+ON_ERROR = ("stop", "continue")
 TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "launch" / "train.py"
 
 
@@ -61,12 +64,36 @@ def run_job(cfg: Any) -> dict[str, Any] | float:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
     except (VisionResearchError, MisconfigurationException) as err:
-        print(f"error: {error_message(err)}", file=sys.stderr)
-        raise SystemExit(2) from None
+        message = f"error: {job_label(run_dir)}{error_message(err)}"
+        print(message, file=sys.stderr)
+        if not sweep_continues(cfg):
+            raise SystemExit(2) from None
+        logging.getLogger(__name__).error(message)  # the job's cli.log keeps why it failed
+        return float("nan") if cfg.optimized_metric else {}  # NaN: a failed trial for a sweeper
     if rank_zero_only.rank == 0:
         print(f"run: {run_dir} ({summary['seconds']:.1f} s, torch threads: {summary['threads']})")
         print(metrics_line(summary["metrics"], ("test/", "best/")))
     return summary if objective is None else objective
+
+
+def job_label(run_dir: Path) -> str:
+    """``job N (its folder, named by its overrides): `` for a job of a sweep; nothing for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    job = HydraConfig.get()
+    if job.mode != RunMode.MULTIRUN:
+        return ""
+    return f"job {job.job.num} ({run_dir}): "
+
+
+def sweep_continues(cfg: Any) -> bool:
+    """Whether the sweep this job belongs to goes on after it failed (``on_error=continue`` in a sweep)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    check_choice("on_error", cfg.get("on_error", "stop"), ON_ERROR)
+    return cfg.get("on_error") == "continue" and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def run(args: list[str]) -> int:
