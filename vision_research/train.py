@@ -103,6 +103,7 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
             )
         callbacks.append(FeatureCache())
     elif finetune["freeze_epochs"] > 0:
+        check_backbone_trains(finetune, cfg.trainer.get("max_epochs"), task)
         callbacks.append(BackboneFreeze(**finetune))
     if callbacks_cfg.lr_monitor and cfg.logger.tensorboard:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
@@ -115,6 +116,25 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
     callbacks.append(TrainingThroughput())
     callbacks.append(DivergenceGuard(cfg.divergence.max_skipped_steps))
     return callbacks
+
+
+def check_backbone_trains(finetune: dict[str, Any], epochs: int | None, task: L.LightningModule) -> None:
+    """Refuse a backbone that would stay frozen at its random initialisation for the whole run (``freeze_epochs`` ≥
+    ``max_epochs`` without pretrained weights): only the head would learn, on random features."""
+    frozen_throughout = epochs is not None and finetune["freeze_epochs"] >= epochs and finetune["unfreeze_from"] is None
+    if frozen_throughout and not task.hparams.get("pretrained"):
+        raise ConfigError(
+            f"callbacks.finetune.freeze_epochs={finetune['freeze_epochs']} ≥ trainer.max_epochs={epochs} keeps the "
+            "backbone frozen for the whole run, and it has no pretrained weights (model.pretrained): only the head "
+            "would learn, on random features; give pretrained weights, or a freeze_epochs below max_epochs"
+        )
+
+
+def check_callbacks(callbacks: list[Callback], task: L.LightningModule, datamodule: L.LightningDataModule) -> None:
+    """The callbacks' own checks of the task and data (``check``), before the logger writes anything in the run."""
+    for callback in callbacks:
+        if hasattr(callback, "check"):
+            callback.check(task, datamodule)
 
 
 def close_process_group() -> None:
@@ -247,6 +267,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume_from: Path | None, stop
     datamodule.setup("fit")
     task = build_task(cfg, datamodule)
     callbacks = [*build_callbacks(cfg, task, run_dir), stop]
+    check_callbacks(callbacks, task, datamodule)
     # The step the resumed run starts from (0: a run killed before its first checkpoint starts again).
     resume_step = checkpoint_step(resume_from) if resume_from else (0 if cfg.get("resume") is not None else None)
     logger = tensorboard_logger(run_dir, resume_step) if cfg.logger.tensorboard else False

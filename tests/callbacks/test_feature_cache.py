@@ -101,3 +101,15 @@ def test_a_config_that_unfreezes_the_backbone_cannot_cache_its_features():
     assert "FeatureCache" in names and "BackboneFreeze" not in names
     with pytest.raises(ConfigError, match="freeze_epochs=1"):
         build_callbacks(bad, ImageClassifier("lenet5_modern"), Path("unused"))
+
+
+def test_a_cache_refused_at_set_up_leaves_the_run_folder_free_for_the_corrected_command(tmp_path):
+    from tests.core.test_training_faults import fast_config
+    from vision_research.train import train
+
+    cache = ["data=digits", "callbacks.finetune.cache_features=true", "logger.tensorboard=true"]
+    with pytest.raises(ConfigError, match="cannot augment them"):
+        train(fast_config(*cache, "+data.augment={degrees: 10}"), tmp_path / "run")
+    assert not list((tmp_path / "run").glob("events.out.tfevents.*"))
+    summary = train(fast_config(*cache, "data.augment=null"), tmp_path / "run")  # not refused as a previous run
+    assert summary["epochs"] == 1

@@ -277,3 +277,22 @@ def test_options_are_checked():
         trainer(1, BackboneFreeze(1, unfreeze_from=4)).fit(make_task(), loader())
     with pytest.raises(ConfigError, match="freeze_epochs must be"):
         BackboneFreeze(-1)
+
+
+def test_a_backbone_frozen_for_the_whole_run_without_pretrained_weights_is_refused(tmp_path):
+    from tests.core.test_training_faults import fast_config
+    from vision_research.train import build_callbacks
+
+    frozen = ["callbacks.finetune.freeze_epochs=5", "trainer.max_epochs=2"]
+    with pytest.raises(
+        ConfigError, match=r"freeze_epochs=5 ≥ trainer.max_epochs=2 keeps the backbone frozen .* no pre"
+    ):
+        build_callbacks(fast_config(*frozen), make_task(), tmp_path)
+    weights = tmp_path / "weights.pt"
+    pretrained = ImageClassifier("resnet18", num_classes=3, model_options={"width_mult": 0.25}, pretrained=str(weights))
+    names = [type(c).__name__ for c in build_callbacks(fast_config(*frozen), pretrained, tmp_path)]
+    assert "BackboneFreeze" in names  # a linear probe of pretrained features is legitimate
+    unfrozen_later = [*frozen, "callbacks.finetune.unfreeze_from=2"]
+    assert "BackboneFreeze" in [
+        type(c).__name__ for c in build_callbacks(fast_config(*unfrozen_later), make_task(), tmp_path)
+    ]

@@ -78,10 +78,9 @@ class FeatureCache(Callback):
     def __init__(self) -> None:
         self._frozen: list[nn.Parameter] = []
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage != "fit":
-            return
-        datamodule = trainer.datamodule
+    def check(self, pl_module: L.LightningModule, datamodule: L.LightningDataModule) -> None:
+        """Refuse a task that is not a classifier and data that augments its training images (``vr train`` calls
+        this before the run writes anything; fitting's set-up calls it again)."""
         if not hasattr(pl_module, "inputs_are_features"):
             raise ConfigError(
                 f"callbacks.finetune.cache_features trains a classifier's head; {type(pl_module).__name__} is not one"
@@ -93,6 +92,12 @@ class FeatureCache(Callback):
                 "callbacks.finetune.cache_features computes each image's features once, so it cannot augment them: "
                 "set data.augment=none (image folders) or data.augment=null"
             )
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        datamodule = trainer.datamodule
+        self.check(pl_module, datamodule)
         # Before the optimizer is built, which reads the training loader (its length): the task's own set-up, which
         # loads the pretrained weights, comes after the callbacks'.
         pl_module.load_pretrained()

@@ -66,7 +66,9 @@ class BackboneFreeze(Callback):
                 "set trainer.strategy=ddp_find_unused_parameters_true"
             )
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def check(self, pl_module: L.LightningModule, datamodule: L.LightningDataModule | None = None) -> None:
+        """Refuse an ``unfreeze_from`` beyond the backbone's stages (``vr train`` calls this before the run writes
+        anything; training's start calls it again)."""
         backbone = pl_module.pretrained_module()
         stages = backbone_stages(backbone)
         if self.unfreeze_from is not None and self.unfreeze_from >= len(stages):
@@ -74,6 +76,11 @@ class BackboneFreeze(Callback):
                 f"callbacks.finetune.unfreeze_from={self.unfreeze_from}, but {type(backbone).__name__} has "
                 f"{len(stages)} stages (0 … {len(stages) - 1})"
             )
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(pl_module)
+        backbone = pl_module.pretrained_module()
+        stages = backbone_stages(backbone)
         layers = backbone_layers(backbone, stages)
         layers.pop("head", None)
         self._layers = {key: [p for _, p in named] for key, named in layers.items()}

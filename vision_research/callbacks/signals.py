@@ -47,19 +47,19 @@ class StopOnSignal(Callback):
             raise KeyboardInterrupt
         self.received = signum
 
-    def check(self) -> None:
+    def stop_if_signalled(self) -> None:
         """Raise ``RunInterrupted`` if a stop signal has arrived."""
         if self.received is not None:
             raise RunInterrupted(f"stopped by {signal.Signals(self.received).name}", self.received)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        self.check()
+        self.stop_if_signalled()
 
     def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        self.check()
+        self.stop_if_signalled()
 
     def on_test_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        self.check()
+        self.stop_if_signalled()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.check()
+        self.stop_if_signalled()
