@@ -6,8 +6,10 @@ the progress bar, the thread and worker counts, what is tested at the end). Ligh
 scheduler, epoch, step and callback states from the checkpoint, and
 :class:`~vision_research.callbacks.RandomStateCheckpoint` the global random generators: the data order and what is
 drawn from those generators (the in-memory datamodules' batch augmentation, dropout) continue exactly as in the
-uninterrupted run. The albumentations pipelines of the file datamodules keep generators of their own (in each loader
-worker), which a resumed run seeds afresh: their draws after a resume differ from the uninterrupted run's.
+uninterrupted run. Loader workers too: the training loader starts its workers each epoch with seeds drawn from
+those generators, and evaluation loaders draw from generators of their own (``data/base.py``); each worker seeds its
+albumentations pipeline from its own seed (``data/loader.py``). A finished run resumed with nothing more to do is
+``NothingToResume`` (``run_dir.check_work_left``).
 """
 
 from __future__ import annotations

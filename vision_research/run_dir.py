@@ -175,7 +175,13 @@ class RunLock:
         self.path = run_dir / LOCK
         self._lock = FileLock(self.path, timeout=0)
 
-    def __enter__(self) -> RunLock:
+    def check_free(self) -> None:
+        """``RunDirectoryInUse`` naming the holder if another process holds the lock; writes nothing."""
+        if self.path.is_file():
+            self._acquire()
+            self._lock.release()
+
+    def _acquire(self) -> None:
         from filelock import Timeout
 
         try:
@@ -186,6 +192,9 @@ class RunLock:
                 f"run directory {self.run_dir} is being written by another process ({holder or 'holder unknown'}); "
                 "wait for it to end, or choose another hydra.run.dir"
             ) from None
+
+    def __enter__(self) -> RunLock:
+        self._acquire()
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         self.path.write_text(f"vr train, pid {os.getpid()} on host {socket.gethostname()}, since {started}\n")
         return self

@@ -202,9 +202,11 @@ def own_run_dir(run_dir: Path, cfg: DictConfig) -> Iterator[Path | None]:
     if rank_zero_only.rank != 0:
         yield last_checkpoint(run_dir) if resume_from else None
         return
+    lock = RunLock(run_dir)
+    lock.check_free()  # a run in progress is named as such, not as a previous run
     check_run_dir(run_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir):
+    with lock:
         check_run_dir(run_dir, cfg)  # again, now that no other process can write it
         write_config(run_dir, cfg)
         write_hydra_record(run_dir, cfg)

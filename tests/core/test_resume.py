@@ -18,6 +18,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import vision_research.train as train_module
+from tests.commands import SMALL_SHAPES
 from tests.core.test_training_faults import fast_config
 from vision_research.checkpoints import AtomicCheckpointIO
 from vision_research.errors import ConfigError, DataError
@@ -70,6 +71,26 @@ def test_a_run_resumed_after_a_crash_ends_with_the_uninterrupted_runs_figures(tm
     assert scalars(crashed, "val/acc1") == scalars(tmp_path / "whole", "val/acc1")
     steps = [step for step, _ in scalars(crashed, "train/loss")]
     assert steps == sorted(set(steps)) == [step for step, _ in scalars(tmp_path / "whole", "train/loss")]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_run_on_augmented_image_files_resumes_to_the_same_figures(tmp_path, monkeypatch, workers):
+    """The shapes scenes through albumentations' standard preset, read in the training process (the pipeline's
+    generators are kept in the checkpoint) and by two loader workers (seeded each epoch from torch's generator)."""
+    shapes = ["experiment=fcn_shapes", "model.width_mult=0.25", *SMALL_SHAPES, f"data.num_workers={workers}"]
+    options = [*shapes, "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", *THREE_EPOCHS]
+    monkeypatch.setenv("VR_DATA_DIR", str(tmp_path / "data"))
+    whole = train(fast_config(*options), tmp_path / "whole")
+    crashed = tmp_path / "crashed"
+    crash_at(5, monkeypatch)  # in epoch 3 of 3, after last.ckpt of epoch 2 (step 4)
+    with pytest.raises(RuntimeError, match="crashed at step 5"):
+        train(fast_config(*options), crashed)
+    monkeypatch.undo()
+    monkeypatch.setenv("VR_DATA_DIR", str(tmp_path / "data"))
+    resumed = train(fast_config(*options, f"resume={crashed}"), crashed)
+    assert (resumed["epochs"], resumed["global_step"]) == (whole["epochs"], whole["global_step"]) == (3, 6)
+    for name in ("test/miou", "test/loss", "val/loss", "train/loss"):
+        assert resumed["metrics"][name] == whole["metrics"][name], name
 
 
 def test_a_resumed_run_refuses_a_changed_config_naming_the_keys(tmp_path):

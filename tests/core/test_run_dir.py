@@ -140,6 +140,10 @@ def test_a_second_holder_of_the_run_lock_is_refused_naming_the_first(tmp_path):
             "RunDirectoryInUse" in result.stderr
             and f"being written by another process ({holder.strip()})" in result.stderr
         )
+        with pytest.raises(RunDirectoryInUse):
+            RunLock(tmp_path).check_free()
+    assert (tmp_path / "run.lock").read_text() == ""
+    RunLock(tmp_path).check_free()  # free again, and left as it was
     assert (tmp_path / "run.lock").read_text() == ""
     with RunLock(tmp_path), pytest.raises(RunDirectoryInUse), RunLock(tmp_path):
         pass
@@ -152,9 +156,11 @@ def start_vr_train(*args: str, cwd: Path) -> subprocess.Popen:
 
 
 def test_two_runs_into_one_folder_started_together_one_runs_the_other_names_it(tmp_path):
-    first = start_vr_train(*FAST, "hydra.run.dir=runs/x", "seed=0", cwd=tmp_path)
+    # An epoch of 300 small batches (seconds): the first run still holds the folder when the second gets there.
+    longer = [*FAST, "trainer.limit_train_batches=300", "data.batch_size=8", "hydra.run.dir=runs/x"]
+    first = start_vr_train(*longer, "seed=0", cwd=tmp_path)
     time.sleep(0.1)
-    second = start_vr_train(*FAST, "hydra.run.dir=runs/x", "seed=1", cwd=tmp_path)
+    second = start_vr_train(*longer, "seed=1", cwd=tmp_path)
     results = [(p.wait(timeout=300), *p.communicate()) for p in (first, second)]
     assert sorted(code for code, _, _ in results) == [0, 2], results
     (winner,) = [p for p, (code, _, _) in zip((first, second), results, strict=True) if code == 0]

@@ -111,8 +111,8 @@ def test_a_failed_job_is_named_and_with_on_error_continue_the_others_run(tmp_pat
     if on_error == "continue":
         assert finished == [jobs["1"]] and "lr=0.01" in jobs["1"].name
         assert errors[1:] == [
-            f"error: 1 of 2 jobs of the sweep {sweep.relative_to(tmp_path)} failed ({jobs['0'].name}); each one's cli.log "
-            "says why"
+            f"error: 1 of 2 jobs of the sweep {sweep.relative_to(tmp_path)} failed ({jobs['0'].name}); "
+            "each one's cli.log says why"
         ]
         assert failed.removeprefix("error: ") in (jobs["0"] / "cli.log").read_text()
     else:

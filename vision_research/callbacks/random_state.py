@@ -2,10 +2,11 @@
 
 Lightning restores weights, optimizer, scheduler and loop counters from a checkpoint but not the generators that
 shuffle the training set and pick the augmentations (Python's ``random``, NumPy's global generator, torch's CPU and
-CUDA generators). This callback stores them when a checkpoint is written (the end of an epoch, after validation)
-and puts them back when the first epoch after a resume starts, before the epoch's data order is drawn — the point
-at which the uninterrupted run continued with those same states. The states are stored as tensors and tuples of
-ints, which a ``weights_only`` load accepts.
+CUDA generators, and the generators of the training set's albumentations pipeline when no loader workers read it).
+This callback stores them when a checkpoint is written (the end of an epoch, after validation) and puts them back
+when the first epoch after a resume starts, before the epoch's data order is drawn — the point at which the
+uninterrupted run continued with those same states. The states are stored as tensors and tuples of ints, which a
+``weights_only`` load accepts.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 KEY = "random_state"
+TRANSFORM = "training_transform"
 
 
 def random_state() -> dict[str, Any]:
@@ -45,6 +47,28 @@ def set_random_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def in_process_transform(trainer: L.Trainer) -> Any:
+    """The albumentations pipeline of the training set when the training process reads it (no loader workers):
+    its generators run through the whole fit (workers instead seed theirs each epoch, ``data/loader.py``)."""
+    loader = trainer.train_dataloader
+    if getattr(loader, "num_workers", None) != 0:
+        return None
+    transform = getattr(getattr(loader, "dataset", None), "transform", None)
+    return transform if hasattr(transform, "random_generator") else None
+
+
+def transform_state(transform: Any) -> dict[str, Any]:
+    """The state of an albumentations pipeline's NumPy and Python generators (``seed_transform`` shares them)."""
+    return {"numpy": transform.random_generator.bit_generator.state, "python": transform.py_random.getstate()}
+
+
+def set_transform_state(transform: Any, state: dict[str, Any]) -> None:
+    """Put back what :func:`transform_state` returned."""
+    transform.random_generator.bit_generator.state = state["numpy"]
+    version, internal, gauss = state["python"]
+    transform.py_random.setstate((version, tuple(internal), gauss))
+
+
 class RandomStateCheckpoint(Callback):
     """Stores the generators' state in each checkpoint and restores it at the first training epoch after a resume.
 
@@ -57,6 +81,9 @@ class RandomStateCheckpoint(Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[KEY] = random_state()
+        transform = in_process_transform(trainer)
+        if transform is not None:
+            checkpoint[KEY][TRANSFORM] = transform_state(transform)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         self._restored = checkpoint.get(KEY)
@@ -65,6 +92,9 @@ class RandomStateCheckpoint(Callback):
         if self._restored is None:
             return
         set_random_state(self._restored)
+        transform = in_process_transform(trainer)
+        if transform is not None and TRANSFORM in self._restored:
+            set_transform_state(transform, self._restored[TRANSFORM])
         self._restored = None
         # On a resume Lightning starts the epoch's loader iterator (which draws the shuffle order) before this hook,
         # from the generators' state before the restore; start it again, as it does after this hook in every

@@ -103,11 +103,10 @@ class VisionDataModule(L.LightningDataModule):
             sampler=None if train else evaluation_sampler(dataset, self.trainer),
             drop_last=train and self.drop_last_train and len(dataset) > self.batch_size,
             num_workers=workers,
-            # Resumed runs draw what the uninterrupted one would have: the training loader starts its workers each
-            # epoch, drawing their seeds and the shuffle from torch's generator (restored on resume) as every epoch
-            # of the first run did; evaluation loaders keep their workers and draw from a generator of their own.
-            persistent_workers=workers > 0 and not train,
-            generator=None if train else torch.Generator(),
+            # Workers start anew each epoch, their seeds drawn from torch's generator as the epoch's shuffle is: a
+            # resumed run, whose generators are restored, draws what the uninterrupted one did (persistent workers
+            # would draw their seeds once, when first started, and keep generators no checkpoint can hold).
+            persistent_workers=False,
             pin_memory=self.pin_memory,
             collate_fn=None if cached else self.collate_fn,
             # Each worker re-seeds its copy of an augmenting dataset's transform (loader.seed_worker_transform).
