@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD, check_channel_stats
-from ..errors import ConfigError
+from ..errors import ConfigError, check_value
 from .images import DEFAULT_MAX_PIXELS, check_max_pixels, scan_images
 from .loader import default_num_workers, evaluation_sampler, seed_worker_transform, stage_splits
 
@@ -49,11 +49,14 @@ class VisionDataModule(L.LightningDataModule):
     ``in_chans`` is the images' channel count; ``mean`` / ``std`` have one value per channel (or one for all).
     Training shuffles and, when ``drop_last_train`` and the split holds more than a batch, drops the last
     incomplete batch (no batch of 1 for batch norm); evaluation gives each sample to one process under DDP and
-    uses ``eval_batch_size``. ``num_workers`` None: one per core up to 4; ``pin_memory`` None: when CUDA is there.
+    uses ``eval_batch_size``. ``num_workers`` None: one per core up to 4; ``pin_memory`` None: when CUDA is there;
+    ``persistent_workers`` (image files): keep the workers between epochs (a resumed run then draws other
+    augmentations than the uninterrupted one).
     """
 
     in_chans: int = 3
     drop_last_train: bool = True
+    persistent_workers: bool = False
     collate_fn: Callable | None = None
 
     def __init__(
@@ -103,10 +106,10 @@ class VisionDataModule(L.LightningDataModule):
             sampler=None if train else evaluation_sampler(dataset, self.trainer),
             drop_last=train and self.drop_last_train and len(dataset) > self.batch_size,
             num_workers=workers,
-            # Workers start anew each epoch, their seeds drawn from torch's generator as the epoch's shuffle is: a
-            # resumed run, whose generators are restored, draws what the uninterrupted one did (persistent workers
-            # would draw their seeds once, when first started, and keep generators no checkpoint can hold).
-            persistent_workers=False,
+            # By default workers start anew each epoch, their seeds drawn from torch's generator as the epoch's
+            # shuffle is: a resumed run, whose generators are restored, draws what the uninterrupted one did.
+            # Persistent workers draw their seeds once, when first started, and keep generators no checkpoint holds.
+            persistent_workers=workers > 0 and self.persistent_workers,
             pin_memory=self.pin_memory,
             collate_fn=None if cached else self.collate_fn,
             # Each worker re-seeds its copy of an augmenting dataset's transform (loader.seed_worker_transform).
@@ -160,9 +163,11 @@ class ImageFilesDataModule(VisionDataModule):
         std: Sequence[float] = IMAGENET_STD,
         scan_images: bool = True,
         max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
+        persistent_workers: bool = False,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, mean, std)
         self.scan_images, self.max_image_pixels = scan_images, check_max_pixels(max_image_pixels)
+        self.persistent_workers = check_value("data.persistent_workers", persistent_workers, "true or false")
         self._scanned: set[str] = set()
 
     @abstractmethod
