@@ -106,10 +106,13 @@ class VisionDataModule(L.LightningDataModule):
             sampler=None if train else evaluation_sampler(dataset, self.trainer),
             drop_last=train and self.drop_last_train and len(dataset) > self.batch_size,
             num_workers=workers,
-            # By default workers start anew each epoch, their seeds drawn from torch's generator as the epoch's
-            # shuffle is: a resumed run, whose generators are restored, draws what the uninterrupted one did.
-            # Persistent workers draw their seeds once, when first started, and keep generators no checkpoint holds.
-            persistent_workers=workers > 0 and self.persistent_workers,
+            # By default training workers start anew each epoch, their seeds drawn from torch's generator as the
+            # epoch's shuffle is: a resumed run, whose generators are restored, draws what the uninterrupted one did.
+            # Evaluation workers stay, drawing their seeds once from a generator of their own, which leaves torch's
+            # to the training data. (Persistent training workers draw their seeds once, when first started, and keep
+            # generators no checkpoint holds.)
+            persistent_workers=workers > 0 and (self.persistent_workers or not train),
+            generator=torch.Generator() if workers > 0 and not (train or self.persistent_workers) else None,
             pin_memory=self.pin_memory,
             collate_fn=None if cached else self.collate_fn,
             # Each worker re-seeds its copy of an augmenting dataset's transform (loader.seed_worker_transform).
