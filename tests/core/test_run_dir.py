@@ -202,7 +202,8 @@ def wait_until(run: subprocess.Popen, ready: Callable[[], bool]) -> None:
     raise AssertionError(f"the run ended before it was ready: {run.communicate()}")
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
+@pytest.mark.slow  # a minute per signal: three runs of 5 epochs
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_the_run_with_its_code_and_resume_gives_the_uninterrupted_figures(tmp_path, uninterrupted, stop):
     """The run above, refused a second writer while it trains, stopped by ``stop`` in its third epoch or later, then
     resumed: the same figures as the run that was not stopped."""
