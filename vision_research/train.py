@@ -195,12 +195,12 @@ def own_run_dir(run_dir: Path, cfg: DictConfig) -> Iterator[Path | None]:
     """Check ``run_dir`` (before anything is written there), make it and hold its lock for the run's life; write
     ``config.yaml`` and ``.hydra/``. Yields the checkpoint to resume from (None: start from scratch)."""
     check_can_create(run_dir, "hydra.run.dir")
-    resume_from = (run_dir / LAST_CHECKPOINT) if cfg.get("resume") is not None else None
+    resuming = cfg.get("resume") is not None
     # With DDP every process runs this on the same run directory; rank 0 checks, locks and writes (Lightning reads
     # the rank from the launcher's environment: LOCAL_RANK, RANK or SLURM_PROCID; the ranks it re-launches join rank
     # 0's run, which holds the lock and has written config.yaml by then).
     if rank_zero_only.rank != 0:
-        yield last_checkpoint(run_dir) if resume_from else None
+        yield last_checkpoint(run_dir) if resuming else None
         return
     lock = RunLock(run_dir)
     lock.check_free()  # a run in progress is named as such, not as a previous run
@@ -210,7 +210,7 @@ def own_run_dir(run_dir: Path, cfg: DictConfig) -> Iterator[Path | None]:
         check_run_dir(run_dir, cfg)  # again, now that no other process can write it
         write_config(run_dir, cfg)
         write_hydra_record(run_dir, cfg)
-        yield last_checkpoint(run_dir) if resume_from else None
+        yield last_checkpoint(run_dir) if resuming else None
 
 
 def tensorboard_logger(run_dir: Path, resume_step: int | None) -> TensorBoardLogger:
