@@ -36,6 +36,9 @@ MAY_CHANGE_ON_RESUME = (
     "test_after_fit",
     "test_checkpoint",
 )
+# Keys the configs gained after runs were trained, with their defaults: absent from an older run's config.yaml, they
+# may hold these values when it is resumed.
+ADDED_KEYS = {"on_error": "stop", "data.persistent_workers": False}
 # Learning-rate schedules whose steps do not depend on the run's length, so that the run may be lengthened on resume.
 LENGTH_FREE_SCHEDULES = ("none", "step")
 
@@ -76,6 +79,7 @@ def check_resume_config(run_dir: Path, cfg: DictConfig) -> None:
         for key in sorted(set(stored) | set(current))
         if stored.get(key, "<absent>") != current.get(key, "<absent>")
         and not any(key == allowed or key.startswith(allowed + ".") for allowed in MAY_CHANGE_ON_RESUME)
+        and not (key not in stored and key in ADDED_KEYS and current.get(key) == ADDED_KEYS[key])
     ]
     lengthened = [k for k in ("trainer.max_epochs", "trainer.max_steps") if stored.get(k) != current.get(k)]
     schedule = OmegaConf.select(cfg, "task.scheduler.name", default="none")

@@ -11,6 +11,7 @@
     <run>/checkpoints/{best,last}.ckpt
     <run>/events.out.tfevents.*       TensorBoard
     <run>/metrics.json                the final figures (METRICS); absent while the run is unfinished
+    <run>/metrics.previous.json       a finished run's figures while it is lengthened (PREVIOUS_METRICS)
     <run>/eval/<name>/                vr eval's config.yaml and metrics.json (EVAL)
     <run>/predictions/                vr predict's default output (PREDICTIONS)
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 CONFIG = Path("config.yaml")
 METRICS = Path("metrics.json")
+PREVIOUS_METRICS = Path("metrics.previous.json")
 CHECKPOINTS = Path("checkpoints")
 LAST_CHECKPOINT = CHECKPOINTS / "last.ckpt"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
@@ -223,9 +225,9 @@ def relative_path(path: str | Path | None, run_dir: Path) -> str | None:
     return None if path is None else os.path.relpath(Path(path).resolve(), run_dir.resolve())
 
 
-def read_metrics(folder: Path) -> dict[str, Any] | None:
-    """``folder/metrics.json`` (None when the run has not finished); an unreadable file is a one-line error."""
-    path = folder / METRICS
+def read_metrics(folder: Path, name: Path = METRICS) -> dict[str, Any] | None:
+    """``folder/metrics.json`` (or ``name``; None when there is none); an unreadable file is a one-line error."""
+    path = folder / name
     if not path.is_file():
         return None
     try:
@@ -250,6 +252,23 @@ def merge_summaries(previous: dict[str, Any] | None, current: dict[str, Any]) ->
     merged["metrics"] = {**kept, **current["metrics"]}
     merged["seconds"] = round(previous.get("seconds", 0.0) + current["seconds"], 2)
     return merged
+
+
+def start_record(run_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
+    """Once every check of the run has passed: write ``config.yaml`` and ``.hydra/``, and set a lengthened run's
+    ``metrics.json`` aside (``metrics.previous.json``: the run reads as unfinished until it is). Returns the figures
+    set aside, now or by a lengthened run that was stopped (None: none)."""
+    write_config(run_dir, cfg)
+    write_hydra_record(run_dir, cfg)
+    if (run_dir / METRICS).is_file():
+        os.replace(run_dir / METRICS, run_dir / PREVIOUS_METRICS)
+    return read_metrics(run_dir, PREVIOUS_METRICS)
+
+
+def finish_record(run_dir: Path, summary: dict[str, Any]) -> None:
+    """The run's ``metrics.json`` (a lengthened run's merged with what :func:`start_record` set aside, which goes)."""
+    write_metrics(run_dir, summary)
+    (run_dir / PREVIOUS_METRICS).unlink(missing_ok=True)
 
 
 def write_config(folder: Path, cfg: DictConfig) -> None:

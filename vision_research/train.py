@@ -51,14 +51,12 @@ from .run_dir import (
     check_fresh_run_dir,
     check_work_left,
     checkpoint_step,
+    finish_record,
     last_checkpoint,
     merge_summaries,
-    read_metrics,
     relative_path,
+    start_record,
     stop_limits,
-    write_config,
-    write_hydra_record,
-    write_metrics,
 )
 from .speed import speed_options
 
@@ -121,7 +119,8 @@ def build_callbacks(cfg: DictConfig, task: L.LightningModule, run_dir: Path) -> 
 def check_backbone_trains(finetune: dict[str, Any], epochs: int | None, task: L.LightningModule) -> None:
     """Refuse a backbone that would stay frozen at its random initialisation for the whole run (``freeze_epochs`` ≥
     ``max_epochs`` without pretrained weights): only the head would learn, on random features."""
-    frozen_throughout = epochs is not None and finetune["freeze_epochs"] >= epochs and finetune["unfreeze_from"] is None
+    bounded = epochs is not None and epochs != -1  # -1: no limit
+    frozen_throughout = bounded and finetune["freeze_epochs"] >= epochs and finetune["unfreeze_from"] is None
     if frozen_throughout and not task.hparams.get("pretrained"):
         raise ConfigError(
             f"callbacks.finetune.freeze_epochs={finetune['freeze_epochs']} ≥ trainer.max_epochs={epochs} keeps the "
@@ -192,14 +191,17 @@ def check_run_dir(run_dir: Path, cfg: DictConfig) -> None:
 
 @contextmanager
 def own_run_dir(run_dir: Path, cfg: DictConfig) -> Iterator[Path | None]:
-    """Check ``run_dir`` (before anything is written there), make it and hold its lock for the run's life; write
-    ``config.yaml`` and ``.hydra/``. Yields the checkpoint to resume from (None: start from scratch)."""
+    """Check ``run_dir`` (before anything is written there), make it and hold its lock for the run's life (the run
+    writes its record once its own checks have passed: ``run_dir.start_record``). Yields the checkpoint to resume
+    from (None: start from scratch)."""
     check_can_create(run_dir, "hydra.run.dir")
     resuming = cfg.get("resume") is not None
     # With DDP every process runs this on the same run directory; rank 0 checks, locks and writes (Lightning reads
-    # the rank from the launcher's environment: LOCAL_RANK, RANK or SLURM_PROCID; the ranks it re-launches join rank
-    # 0's run, which holds the lock and has written config.yaml by then).
+    # the rank from the launcher's environment: LOCAL_RANK, RANK or SLURM_PROCID; the other ranks join rank 0's
+    # run). They make the read-only checks of a resume too, so that every rank ends where rank 0 does.
     if rank_zero_only.rank != 0:
+        if resuming:
+            check_run_dir(run_dir, cfg)
         yield last_checkpoint(run_dir) if resuming else None
         return
     lock = RunLock(run_dir)
@@ -208,8 +210,6 @@ def own_run_dir(run_dir: Path, cfg: DictConfig) -> Iterator[Path | None]:
     run_dir.mkdir(parents=True, exist_ok=True)
     with lock:
         check_run_dir(run_dir, cfg)  # again, now that no other process can write it
-        write_config(run_dir, cfg)
-        write_hydra_record(run_dir, cfg)
         yield last_checkpoint(run_dir) if resuming else None
 
 
@@ -227,15 +227,14 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     started = time.perf_counter()
     with own_run_dir(run_dir, cfg) as resume_from, StopOnSignal() as stop:
-        previous = read_metrics(run_dir) if cfg.get("resume") is not None else None
         try:
-            summary = _fit_and_test(cfg, run_dir, resume_from, stop)
+            summary, previous = _fit_and_test(cfg, run_dir, resume_from, stop)
         except (RunInterrupted, SIGTERMException):
             raise interrupted(run_dir, stop.received or signal.SIGTERM) from None
         summary["seconds"] = round(time.perf_counter() - started, 2)
         summary = merge_summaries(previous, summary)
         if rank_zero_only.rank == 0:
-            write_metrics(run_dir, summary)
+            finish_record(run_dir, summary)
     close_process_group()
     return summary
 
@@ -261,7 +260,10 @@ def checkpoint_epoch(path: Path) -> int:
     return int(safe_load(path)["epoch"]) + 1
 
 
-def _fit_and_test(cfg: DictConfig, run_dir: Path, resume_from: Path | None, stop: StopOnSignal) -> dict[str, Any]:
+def _fit_and_test(
+    cfg: DictConfig, run_dir: Path, resume_from: Path | None, stop: StopOnSignal
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The run's summary, and the figures of the stretch a lengthened run finished before (None: none)."""
     import_user_modules(list(cfg.imports))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -272,6 +274,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume_from: Path | None, stop
     check_callbacks(callbacks, task, datamodule)
     # The step the resumed run starts from (0: a run killed before its first checkpoint starts again).
     resume_step = checkpoint_step(resume_from) if resume_from else (0 if cfg.get("resume") is not None else None)
+    previous = start_record(run_dir, cfg) if rank_zero_only.rank == 0 else None  # every check has passed
     logger = tensorboard_logger(run_dir, resume_step) if cfg.logger.tensorboard else False
     options = {"enable_progress_bar": cfg.callbacks.progress_bar != "none", **trainer_options(cfg)}
     trainer = L.Trainer(
@@ -316,4 +319,4 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume_from: Path | None, stop
         hp_metrics = {"hp/" + k.replace("/", "_"): v for k, v in metrics.items() if k.startswith(("best/", "test/"))}
         logger.log_hyperparams(plain(cfg), metrics=hp_metrics)
         logger.finalize("success")
-    return summary
+    return summary, previous

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tests.commands import vr
+from tests.core.test_resume import crash_at
 from tests.core.test_training_faults import fast_config
 from vision_research.callbacks import RunCheckpoint
-from vision_research.errors import NothingToResume, RunDirectoryInUse
+from vision_research.errors import DataError, NothingToResume, RunDirectoryInUse
 from vision_research.run_dir import RunLock, merge_summaries
 from vision_research.train import train
 
@@ -70,7 +72,7 @@ def test_a_refused_command_changes_no_byte_of_the_run(finished, args, code, line
     assert "lenet5" not in overrides.replace("lenet5_modern", "") and "seed=3" not in overrides
 
 
-def test_a_lengthened_finished_run_keeps_the_figures_of_its_first_stretch(tmp_path):
+def test_a_lengthened_finished_run_keeps_the_figures_of_its_first_stretch(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     first = train(fast_config("task.scheduler.name=none"), run_dir)
     with pytest.raises(NothingToResume, match="nothing asks for more"):
@@ -78,7 +80,15 @@ def test_a_lengthened_finished_run_keeps_the_figures_of_its_first_stretch(tmp_pa
     longer = fast_config(
         "task.scheduler.name=none", "trainer.max_epochs=2", "test_after_fit=false", f"resume={run_dir}"
     )
+    # Stopped in its second stretch: unfinished (metrics.json set aside), and resumed again.
+    crash_at(7, monkeypatch)
+    with pytest.raises(RuntimeError, match="crashed at step 7"):
+        train(longer, run_dir)
+    monkeypatch.undo()
+    assert not (run_dir / "metrics.json").exists()
+    assert json.loads((run_dir / "metrics.previous.json").read_text()) == first
     second = train(longer, run_dir)
+    assert not (run_dir / "metrics.previous.json").exists()
     stored = json.loads((run_dir / "metrics.json").read_text())
     assert stored == second and (second["epochs"], second["global_step"]) == (2, 10)
     # Every figure of the first stretch is there: the ones measured again are new, the test of epoch 1's weights
@@ -87,6 +97,30 @@ def test_a_lengthened_finished_run_keeps_the_figures_of_its_first_stretch(tmp_pa
     assert second["metrics"]["val/loss"] != first["metrics"]["val/loss"]
     assert second["gflops"] == first["gflops"] and second["seconds"] > first["seconds"]
     assert second["limits"]["max_epochs"] == 2
+
+
+def test_a_resume_refused_after_the_data_and_task_are_set_up_changes_no_byte(tmp_path):
+    run_dir = tmp_path / "run"
+    train(fast_config(), run_dir)
+    (run_dir / "metrics.json").unlink()  # as if killed during its test
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:5000])
+    before = folder_digest(run_dir)
+    with pytest.raises(DataError, match="truncated, corrupt or not a PyTorch file"):
+        train(fast_config("data.num_workers=1", f"resume={run_dir}"), run_dir)  # config.yaml would say 1
+    assert folder_digest(run_dir) == before
+
+
+def test_a_run_from_before_the_configs_gained_keys_resumes(tmp_path):
+    """Its config.yaml lacks on_error (and its checkpoints hold ModelCheckpoint's state, under its key)."""
+    run_dir = tmp_path / "run"
+    train(fast_config("task.scheduler.name=none"), run_dir)
+    config = (run_dir / "config.yaml").read_text()
+    (run_dir / "config.yaml").write_text(config.replace("on_error: stop\n", ""))
+    summary = train(fast_config("task.scheduler.name=none", "trainer.max_epochs=2", f"resume={run_dir}"), run_dir)
+    assert summary["epochs"] == 2
+    options = {"dirpath": tmp_path, "filename": "best", "monitor": "val/acc1", "mode": "max"}
+    assert RunCheckpoint(**options).state_key == ModelCheckpoint(**options).state_key
 
 
 def test_merge_summaries_keeps_what_the_new_stretch_did_not_measure():

@@ -20,6 +20,11 @@ PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
 class RunCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` with its state's paths relative to its folder (see the module's docstring)."""
 
+    @property
+    def state_key(self) -> str:
+        """``ModelCheckpoint``'s key: checkpoints written before this class, and after, find each other's state."""
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         folder = str(state["dirpath"])

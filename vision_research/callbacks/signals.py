@@ -47,19 +47,27 @@ class StopOnSignal(Callback):
             raise KeyboardInterrupt
         self.received = signum
 
-    def stop_if_signalled(self) -> None:
-        """Raise ``RunInterrupted`` if a stop signal has arrived."""
-        if self.received is not None:
-            raise RunInterrupted(f"stopped by {signal.Signals(self.received).name}", self.received)
+    def stop_if_signalled(self, trainer: L.Trainer) -> None:
+        """Raise ``RunInterrupted`` if a stop signal has arrived — under DDP if it has on any process, decided by all
+        of them together (they would otherwise stop at different batches and wait for each other)."""
+        received = self.received is not None
+        if trainer.world_size > 1:
+            received = trainer.strategy.reduce_boolean_decision(received, all=False)
+        if received:
+            signum = self.received or signal.SIGTERM
+            raise RunInterrupted(f"stopped by {signal.Signals(signum).name}", signum)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        self.stop_if_signalled()
-
-    def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        self.stop_if_signalled()
-
-    def on_test_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        self.stop_if_signalled()
+        self.stop_if_signalled(trainer)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.stop_if_signalled()
+        self.stop_if_signalled(trainer)
+
+    # Evaluation batches may differ in number between processes: there, only a single process stops mid-loop.
+    def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.world_size == 1:
+            self.stop_if_signalled(trainer)
+
+    def on_test_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.world_size == 1:
+            self.stop_if_signalled(trainer)

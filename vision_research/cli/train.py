@@ -19,10 +19,10 @@ from .overrides import (
     validate_overrides,
 )
 
-# Lightning's DDP launcher re-runs `python sys.argv[0] sys.argv[1:]` (or `python -m <__main__'s module>`) for the
-# other ranks; the script that takes overrides without a subcommand is launch/train.py.
 # What a sweep does after a job failed (configs/train.yaml: on_error).
 ON_ERROR = ("stop", "continue")
+# Lightning's DDP launcher re-runs `python sys.argv[0] sys.argv[1:]` (or `python -m <__main__'s module>`) for the
+# other ranks; the script that takes overrides without a subcommand is launch/train.py.
 TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "launch" / "train.py"
 
 
@@ -52,6 +52,7 @@ def run_job(cfg: Any) -> dict[str, Any] | float:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        check_choice("on_error", cfg.get("on_error", "stop"), ON_ERROR)
         check_launch()
         restore_start_method()
         share_cores(cfg)
@@ -92,7 +93,6 @@ def sweep_continues(cfg: Any) -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    check_choice("on_error", cfg.get("on_error", "stop"), ON_ERROR)
     return cfg.get("on_error") == "continue" and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
