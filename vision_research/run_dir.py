@@ -158,9 +158,11 @@ def stop_limits(cfg: DictConfig) -> dict[str, Any]:
 
 
 def check_run_to_resume(run_dir: Path) -> None:
-    """``run_dir`` is a folder ``vr train`` wrote: it holds ``config.yaml`` and ``.hydra/overrides.yaml``."""
+    """``run_dir`` is a folder ``vr train`` wrote, not being written now: it holds ``config.yaml`` and
+    ``.hydra/overrides.yaml``, and no other process holds its lock."""
     if not run_dir.is_dir():
         raise ConfigError(f"resume={run_dir}: no such run directory")
+    RunLock(run_dir).check_free()  # a run still starting has no record yet: it is named as in progress
     if not (run_dir / OVERRIDES).is_file() or not (run_dir / CONFIG).is_file():
         raise ConfigError(f"resume={run_dir}: not a run directory of vr train (it lacks {CONFIG} or {OVERRIDES})")
 
