@@ -40,7 +40,7 @@ from .callbacks import (
     WarmupEMA,
 )
 from .checkpoints import AtomicCheckpointIO
-from .errors import ConfigError, RunInterrupted
+from .errors import ConfigError, RunInterrupted, check_choice
 from .models import count_parameters
 from .paths import check_can_create
 from .resume import check_resume_config
@@ -172,8 +172,7 @@ def check_distributed(trainer: L.Trainer, options: dict[str, Any]) -> None:
 
 def _checkpoint_to_test(which: str, best: RunCheckpoint, latest: RunCheckpoint) -> str | None:
     """The path of the ``best`` or ``last`` checkpoint (None: the weights in memory, if none was saved)."""
-    if which not in ("best", "last"):
-        raise ConfigError(f"test_checkpoint={which!r}: choose best or last")
+    check_choice("test_checkpoint", which, ("best", "last"))
     return (best.best_model_path if which == "best" else latest.best_model_path) or None
 
 

@@ -179,8 +179,8 @@ def test_a_second_holder_of_the_run_lock_is_refused_naming_the_first(tmp_path):
     assert (tmp_path / "run.lock").read_text() == ""
     RunLock(tmp_path).check_free()  # free again, and left as it was
     assert (tmp_path / "run.lock").read_text() == ""
-    with RunLock(tmp_path), pytest.raises(RunDirectoryInUse), RunLock(tmp_path):
-        pass
+    with RunLock(tmp_path), pytest.raises(RunDirectoryInUse):
+        RunLock(tmp_path).__enter__()  # the same process, through another open file: refused too
 
 
 def start_vr_train(*args: str, cwd: Path) -> subprocess.Popen:
